@@ -1,0 +1,123 @@
+"""Settings of both services, read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or invalid."""
+
+
+DEFAULT_DATA_DIR = "./var"
+DEFAULT_TIMEZONE = "Europe/Moscow"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MIN_POSITION_TIMEOUT = 10.0
+DEFAULT_RECORDS_URL = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration shared by every process of both services."""
+
+    data_dir: Path
+    records_database_url: str
+    archive_database_url: str
+    tokens_file: Path
+    timezone: ZoneInfo
+    records_url: str
+    archive_feed_token: str | None
+    max_body_bytes: int
+    min_position_timeout: float
+    follower_max_lag: int
+    production: bool
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> Settings:
+        """Build settings from environment variables; `data_dir` wins over the env."""
+        env = os.environ if environ is None else environ
+        base = Path(data_dir or env.get("PUPIL_RECORDS_DATA_DIR") or DEFAULT_DATA_DIR)
+        base = base.expanduser().absolute()
+        return cls(
+            data_dir=base,
+            records_database_url=env.get("RECORDS_DATABASE_URL")
+            or f"sqlite:///{base / 'records.sqlite'}",
+            archive_database_url=env.get("ARCHIVE_DATABASE_URL")
+            or f"sqlite:///{base / 'archive.sqlite'}",
+            tokens_file=Path(
+                env.get("PUPIL_RECORDS_TOKENS_FILE") or base / "tokens.json"
+            ),
+            timezone=_zone(env.get("PUPIL_RECORDS_TIMEZONE") or DEFAULT_TIMEZONE),
+            records_url=(env.get("ARCHIVE_RECORDS_URL") or DEFAULT_RECORDS_URL).rstrip(
+                "/"
+            ),
+            archive_feed_token=env.get("ARCHIVE_FEED_TOKEN") or None,
+            max_body_bytes=_positive_int(
+                env, "PUPIL_RECORDS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES
+            ),
+            min_position_timeout=_positive_float(
+                env, "PUPIL_RECORDS_MIN_POSITION_TIMEOUT", DEFAULT_MIN_POSITION_TIMEOUT
+            ),
+            follower_max_lag=_positive_int(env, "PUPIL_RECORDS_FOLLOWER_MAX_LAG", 1000),
+            production=env.get("PUPIL_RECORDS_ENV", "").lower() == "production",
+        )
+
+    def with_env(self) -> dict[str, str]:
+        """Return environment variables that reproduce these settings in a child."""
+        env = {
+            "PUPIL_RECORDS_DATA_DIR": str(self.data_dir),
+            "RECORDS_DATABASE_URL": self.records_database_url,
+            "ARCHIVE_DATABASE_URL": self.archive_database_url,
+            "PUPIL_RECORDS_TOKENS_FILE": str(self.tokens_file),
+            "PUPIL_RECORDS_TIMEZONE": self.timezone.key,
+            "ARCHIVE_RECORDS_URL": self.records_url,
+            "PUPIL_RECORDS_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "PUPIL_RECORDS_MIN_POSITION_TIMEOUT": str(self.min_position_timeout),
+            "PUPIL_RECORDS_FOLLOWER_MAX_LAG": str(self.follower_max_lag),
+        }
+        if self.archive_feed_token:
+            env["ARCHIVE_FEED_TOKEN"] = self.archive_feed_token
+        return env
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ConfigurationError(
+            f"PUPIL_RECORDS_TIMEZONE={name!r} is not a known IANA time zone"
+        ) from error
+
+
+def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{key}={raw!r} is not an integer") from None
+    if value <= 0:
+        raise ConfigurationError(f"{key}={raw!r} must be positive")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{key}={raw!r} is not a number") from None
+    if not value > 0:
+        raise ConfigurationError(f"{key}={raw!r} must be positive")
+    return value

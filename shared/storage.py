@@ -1,0 +1,140 @@
+"""Database URLs: the event store settings and SQLAlchemy engines they give."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from shared.config import ConfigurationError
+
+MEMORY_URL = "memory://"
+SQLITE_LOCK_TIMEOUT_SECONDS = 10
+
+
+def is_memory(url: str) -> bool:
+    """Tell whether `url` selects the in-process store used by tests."""
+    return url.startswith("memory:")
+
+
+def is_postgres(url: str) -> bool:
+    return _parse(url).get_backend_name() == "postgresql"
+
+
+def eventsourcing_env(url: str) -> dict[str, str]:
+    """Translate a database URL into settings for an eventsourcing Application."""
+    if is_memory(url):
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = _sqlite_path(parsed)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
+        }
+    if backend == "postgresql":
+        if not parsed.database:
+            raise ConfigurationError(f"database URL {_safe(parsed)} names no database")
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": parsed.database,
+            "POSTGRES_HOST": parsed.host or "127.0.0.1",
+            "POSTGRES_PORT": str(parsed.port or 5432),
+            "POSTGRES_USER": parsed.username or "postgres",
+            "POSTGRES_PASSWORD": parsed.password or "",
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "POSTGRES_PRE_PING": "y",
+        }
+        schema = parsed.query.get("schema")
+        if isinstance(schema, str) and schema:
+            env["POSTGRES_SCHEMA"] = schema
+        return env
+    raise ConfigurationError(
+        f"unsupported database URL {_safe(parsed)}: use sqlite:///PATH or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+    )
+
+
+def create_sql_engine(url: str, *, writer: bool = False, **options: Any) -> Engine:
+    """Create a SQLAlchemy engine for the read models kept beside the event store.
+
+    On SQLite a `writer` engine takes the write lock when a transaction begins.
+    """
+    if is_memory(url):
+        engine = create_engine(
+            "sqlite://",
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+        )
+        _configure_sqlite(engine, writer)
+        return engine
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = _sqlite_path(parsed)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            URL.create("sqlite", database=path),
+            connect_args={"timeout": SQLITE_LOCK_TIMEOUT_SECONDS},
+            **options,
+        )
+        _configure_sqlite(engine, writer)
+        return engine
+    if backend == "postgresql":
+        query = {k: v for k, v in parsed.query.items() if k != "schema"}
+        target = parsed.set(drivername="postgresql+psycopg", query=query)
+        schema = parsed.query.get("schema")
+        connect_args: dict[str, Any] = {"connect_timeout": 5}
+        if isinstance(schema, str) and schema:
+            connect_args["options"] = f"-csearch_path={schema}"
+        return create_engine(
+            target, pool_pre_ping=True, connect_args=connect_args, **options
+        )
+    raise ConfigurationError(f"unsupported database URL {_safe(parsed)}")
+
+
+def _configure_sqlite(engine: Engine, writer: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's explicit BEGIN decide transactions, as the
+        # pysqlite driver's own implicit transactions skip SELECT statements.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock at once, so that two writers never
+        # deadlock by both upgrading from a read lock; readers need no lock.
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+
+def _sqlite_path(parsed: URL) -> str:
+    if not parsed.database or parsed.database == ":memory:":
+        raise ConfigurationError(
+            "an in-memory SQLite URL cannot be shared between processes; "
+            "give a file path (sqlite:///PATH) or use memory:// in tests"
+        )
+    path = Path(parsed.database).expanduser().absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except Exception as error:  # SQLAlchemy raises ArgumentError and ValueError
+        raise ConfigurationError(f"invalid database URL: {error}") from None
+
+
+def _safe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
