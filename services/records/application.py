@@ -1,0 +1,428 @@
+"""RecordsApplication: the service layer of the records service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
+
+from services.records.domain.errors import (
+    ConcurrentChangeError,
+    DuplicateProgrammeError,
+    DuplicatePupilError,
+    InvalidFieldError,
+    NotFoundError,
+)
+from services.records.domain.journals import Journal
+from services.records.domain.programmes import Programme, ProgrammeCode
+from services.records.domain.pupils import Pupil, PupilIdentity
+from services.records.domain.serialise import (
+    attestation_view,
+    enrolment_view,
+    expulsion_view,
+    journal_view,
+    programme_view,
+    pupil_summary,
+    session_view,
+)
+from shared.storage import eventsourcing_env
+from shared.transcodings import register_civil_dates
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+COMMAND_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command changed, as plain data, and the log position it reached."""
+
+    resource: dict[str, Any]
+    position: int
+
+
+class RecordsApplication(Application[UUID]):
+    """Programmes, pupils' personal files and session journals."""
+
+    name = "records"
+    log_section_size = 1000
+
+    def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
+        merged = eventsourcing_env(database_url)
+        merged.update(env or {})
+        super().__init__(env=merged)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        register_civil_dates(transcoder)
+
+    # Programmes
+
+    def create_programme(
+        self,
+        *,
+        code: str,
+        title: str,
+        orientation: str,
+        approved_order: dict[str, Any],
+        criteria: list[dict[str, Any]],
+        high: Decimal,
+        medium: Decimal,
+    ) -> CommandResult:
+        """Enter a programme; its code must be new."""
+        if ProgrammeCode.id_for(code) in self.repository:
+            raise DuplicateProgrammeError(f"a programme with code {code!r} exists")
+        programme = Programme.approve(
+            code=code,
+            title=title,
+            orientation=orientation,
+            approved_order=approved_order,
+            criteria=criteria,
+            high=high,
+            medium=medium,
+        )
+        claim = ProgrammeCode.claim(code, programme.id)
+        try:
+            recordings = self.save(programme, claim)
+        except IntegrityError:
+            raise DuplicateProgrammeError(
+                f"a programme with code {code!r} exists"
+            ) from None
+        return self._result(programme_view(programme), recordings)
+
+    def programme(self, programme_id: UUID, *, field: str | None = None) -> Programme:
+        """Load a programme; unknown ids are 404 in a path and 422 in a `field`."""
+        return self._load(Programme, programme_id, "programme", field)
+
+    # Pupils
+
+    def register_pupil(
+        self,
+        *,
+        surname: str,
+        name: str,
+        patronymic: str | None,
+        birth_date: date,
+        opened_on: date,
+    ) -> CommandResult:
+        """Open a personal file, unless the same pupil is already registered."""
+        identity_id = PupilIdentity.id_for(surname, name, patronymic, birth_date)
+        self._check_not_registered(identity_id)
+        pupil = Pupil.register(
+            surname=surname,
+            name=name,
+            patronymic=patronymic,
+            birth_date=birth_date,
+            opened_on=opened_on,
+        )
+        try:
+            recordings = self.save(pupil, PupilIdentity.claim(pupil))
+        except IntegrityError:
+            self._check_not_registered(identity_id)
+            raise ConcurrentChangeError("registration conflicted; retry") from None
+        return self._result(pupil_summary(pupil), recordings)
+
+    def _check_not_registered(self, identity_id: UUID) -> None:
+        try:
+            identity = self.repository.get(identity_id)
+        except AggregateNotFoundError:
+            return
+        raise DuplicatePupilError(identity.pupil_id)
+
+    def pupil(self, pupil_id: UUID) -> Pupil:
+        return self._load(Pupil, pupil_id, "pupil", None)
+
+    def enrol(
+        self,
+        pupil_id: UUID,
+        *,
+        programme_id: UUID,
+        effective_date: date,
+        order: dict[str, Any],
+    ) -> CommandResult:
+        """Enrol a pupil in a programme (a re-admission when the file is closed)."""
+        self.programme(programme_id, field="programme_id")
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            pupil = self.pupil(pupil_id)
+            enrolment_id = pupil.enrol(
+                programme_id=programme_id, effective_date=effective_date, order=order
+            )
+            recordings = self.save(pupil)
+            return enrolment_view(pupil.enrolments[enrolment_id]), recordings
+
+        return self._retrying(command)
+
+    def cancel_enrolment(
+        self,
+        pupil_id: UUID,
+        enrolment_id: UUID,
+        *,
+        order: dict[str, Any],
+        reason: str,
+    ) -> CommandResult:
+        """Void an enrolment order made by mistake."""
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            pupil = self.pupil(pupil_id)
+            pupil.cancel_enrolment(enrolment_id=enrolment_id, order=order, reason=reason)
+            recordings = self.save(pupil)
+            return enrolment_view(pupil.enrolments[enrolment_id]), recordings
+
+        return self._retrying(command)
+
+    def transfer(
+        self,
+        pupil_id: UUID,
+        *,
+        from_programme_id: UUID,
+        to_programme_id: UUID,
+        effective_date: date,
+        order: dict[str, Any],
+    ) -> CommandResult:
+        """Move a pupil between programmes; the file stays open."""
+        self.programme(from_programme_id, field="from_programme_id")
+        self.programme(to_programme_id, field="to_programme_id")
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            pupil = self.pupil(pupil_id)
+            enrolment_id = pupil.transfer(
+                from_programme_id=from_programme_id,
+                to_programme_id=to_programme_id,
+                effective_date=effective_date,
+                order=order,
+            )
+            recordings = self.save(pupil)
+            return enrolment_view(pupil.enrolments[enrolment_id]), recordings
+
+        return self._retrying(command)
+
+    def expel(
+        self,
+        pupil_id: UUID,
+        *,
+        programme_id: UUID,
+        effective_date: date,
+        ground: str,
+        ground_detail: str | None,
+        order: dict[str, Any],
+    ) -> CommandResult:
+        """Expel a pupil from one programme."""
+        self.programme(programme_id, field="programme_id")
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            pupil = self.pupil(pupil_id)
+            expulsion_id = pupil.expel(
+                programme_id=programme_id,
+                effective_date=effective_date,
+                ground=ground,
+                ground_detail=ground_detail,
+                order=order,
+            )
+            recordings = self.save(pupil)
+            return expulsion_view(pupil, expulsion_id), recordings
+
+        return self._retrying(command)
+
+    def cancel_expulsion(
+        self,
+        pupil_id: UUID,
+        expulsion_id: UUID,
+        *,
+        order: dict[str, Any],
+        reason: str,
+    ) -> CommandResult:
+        """Void an expulsion order; the enrolment is active again."""
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            pupil = self.pupil(pupil_id)
+            pupil.cancel_expulsion(expulsion_id=expulsion_id, order=order, reason=reason)
+            recordings = self.save(pupil)
+            return expulsion_view(pupil, expulsion_id), recordings
+
+        return self._retrying(command)
+
+    def record_attestation(
+        self,
+        pupil_id: UUID,
+        *,
+        programme_id: UUID,
+        kind: str,
+        on: date,
+        scores: dict[str, int],
+        protocol: dict[str, Any],
+    ) -> CommandResult:
+        """Record an attestation result; total and level come from the programme."""
+        programme = self.programme(programme_id, field="programme_id")
+        programme.check_scores(scores)
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            pupil = self.pupil(pupil_id)
+            attestation_id = pupil.record_attestation(
+                programme=programme, kind=kind, on=on, scores=scores, protocol=protocol
+            )
+            recordings = self.save(pupil)
+            return attestation_view(pupil.attestations[attestation_id]), recordings
+
+        return self._retrying(command)
+
+    def correct_attestation(
+        self,
+        pupil_id: UUID,
+        attestation_id: UUID,
+        *,
+        scores: dict[str, int],
+        reason: str,
+    ) -> CommandResult:
+        """Correct an attestation's scores, keeping the original in the history."""
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            pupil = self.pupil(pupil_id)
+            attestation = pupil.attestation(attestation_id)
+            programme = self.programme(attestation.programme_id)
+            pupil.correct_attestation(
+                attestation_id=attestation_id,
+                programme=programme,
+                scores=scores,
+                reason=reason,
+            )
+            recordings = self.save(pupil)
+            return attestation_view(pupil.attestations[attestation_id]), recordings
+
+        return self._retrying(command)
+
+    # Journals
+
+    def open_journal(
+        self,
+        *,
+        programme_id: UUID,
+        specialist: dict[str, str],
+        year_start: date,
+        year_end: date,
+        kind: str,
+        group: str | None,
+    ) -> CommandResult:
+        """Open a session journal for a programme and academic year."""
+        self.programme(programme_id, field="programme_id")
+        journal = Journal.open(
+            programme_id=programme_id,
+            specialist=specialist,
+            year_start=year_start,
+            year_end=year_end,
+            kind=kind,
+            group=group,
+        )
+        recordings = self.save(journal)
+        return self._result(journal_view(journal), recordings)
+
+    def journal(self, journal_id: UUID) -> Journal:
+        return self._load(Journal, journal_id, "journal", None)
+
+    def record_session(
+        self,
+        journal_id: UUID,
+        *,
+        on: date,
+        start_time: str,
+        duration_minutes: int,
+        topic: str,
+        attendance: list[dict[str, Any]],
+    ) -> CommandResult:
+        """Record a session; every listed pupil must be enrolled that day."""
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            journal = self.journal(journal_id)
+            journal.check_session_date(on)
+            pupils = self._attending_pupils(attendance)
+            session_id = journal.record_session(
+                on=on,
+                start_time=start_time,
+                duration_minutes=duration_minutes,
+                topic=topic,
+                attendance=attendance,
+            )
+            for pupil in pupils:
+                pupil.note_attendance(
+                    programme_id=journal.programme_id, day=on, journal_id=journal.id
+                )
+            changed = [pupil for pupil in pupils if pupil.pending_events]
+            recordings = self.save(journal, *changed)
+            view = session_view(journal.id, session_id, journal.sessions[session_id])
+            view.update(duration_minutes=duration_minutes, topic=topic)
+            return view, recordings
+
+        return self._retrying(command)
+
+    def _attending_pupils(self, attendance: list[dict[str, Any]]) -> list[Pupil]:
+        pupils = []
+        errors: dict[str, list[str]] = {}
+        for index, line in enumerate(attendance):
+            try:
+                pupils.append(self.repository.get(line["pupil_id"]))
+            except AggregateNotFoundError:
+                errors[f"attendance.{index}.pupil_id"] = ["unknown pupil"]
+        if errors:
+            raise InvalidFieldError.many(errors)
+        for pupil in pupils:
+            if not isinstance(pupil, Pupil):
+                raise InvalidFieldError("attendance", "unknown pupil")
+        return pupils
+
+    def close_journal(self, journal_id: UUID, *, closed_on: date) -> CommandResult:
+        """Close a journal: no more sessions."""
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            journal = self.journal(journal_id)
+            journal.close(closed_on=closed_on)
+            recordings = self.save(journal)
+            return journal_view(journal), recordings
+
+        return self._retrying(command)
+
+    # Helpers
+
+    def head_position(self) -> int:
+        """Return the position of the newest event in the log (0 when empty)."""
+        return self.recorder.max_notification_id() or 0
+
+    def _load(
+        self, kind: type[T], aggregate_id: UUID, label: str, field: str | None
+    ) -> T:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            aggregate = None
+        if isinstance(aggregate, kind):
+            return aggregate
+        if field is not None:
+            raise InvalidFieldError(field, f"unknown {label}")
+        raise NotFoundError(label, aggregate_id)
+
+    def _retrying(
+        self, command: Callable[[], tuple[dict[str, Any], Sequence[Recording]]]
+    ) -> CommandResult:
+        # Optimistic concurrency: a concurrent write to the same aggregate makes
+        # the save fail; the command is then decided again on the new state.
+        for attempt in range(1, COMMAND_ATTEMPTS + 1):
+            try:
+                resource, recordings = command()
+            except IntegrityError:
+                logger.info("concurrent change, attempt %s of %s", attempt, COMMAND_ATTEMPTS)
+                continue
+            return self._result(resource, recordings)
+        raise ConcurrentChangeError("the record was changed concurrently; retry")
+
+    @staticmethod
+    def _result(
+        resource: dict[str, Any], recordings: Sequence[Recording]
+    ) -> CommandResult:
+        return CommandResult(resource=resource, position=recordings[-1].notification.id)

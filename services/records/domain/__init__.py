@@ -1,0 +1,1 @@
+"""The records domain: aggregates and events, free of any framework."""

@@ -1,0 +1,178 @@
+"""Session journals: one per specialist, programme, group and academic year."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import Aggregate
+
+from services.records.domain.base import RecordsAggregate
+from services.records.domain.errors import InvalidFieldError, RuleViolationError
+
+ATTENDANCE_STATUSES = ("present", "absent", "ill", "excused")
+JOURNAL_KINDS = ("group", "individual")
+
+
+class Journal(RecordsAggregate):
+    """A journal of correctional-developmental sessions."""
+
+    TOPIC = "records:Journal"
+
+    programme_id: UUID
+    specialist: dict[str, str]
+    year_start: date
+    year_end: date
+    kind: str
+    group: str | None
+    sessions: dict[UUID, dict[str, Any]]
+    slots: set[tuple[date, str]]
+    last_session_date: date | None
+    closed_on: date | None
+
+    class Event(RecordsAggregate.Event):
+        TOPIC = "records:Journal.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = "records:Journal.Created"
+
+    class Opened(Created):
+        TOPIC = "records:Journal.Opened"
+        programme_id: UUID
+        specialist: dict[str, str]
+        academic_year: dict[str, date]
+        kind: str
+        group: str | None
+
+        def apply(self, aggregate: Journal) -> None:
+            aggregate.programme_id = self.programme_id
+            aggregate.specialist = dict(self.specialist)
+            aggregate.year_start = self.academic_year["start"]
+            aggregate.year_end = self.academic_year["end"]
+            aggregate.kind = self.kind
+            aggregate.group = self.group
+            aggregate.sessions = {}
+            aggregate.slots = set()
+            aggregate.last_session_date = None
+            aggregate.closed_on = None
+
+    class SessionRecorded(Event):
+        TOPIC = "records:Journal.SessionRecorded"
+        session_id: UUID
+        date: date
+        start_time: str
+        duration_minutes: int
+        topic: str
+        attendance: list[dict[str, Any]]
+
+        def apply(self, aggregate: Journal) -> None:
+            aggregate.sessions[self.session_id] = {
+                "date": self.date,
+                "start_time": self.start_time,
+                "attendance": self.attendance,
+            }
+            aggregate.slots.add((self.date, self.start_time))
+            last = aggregate.last_session_date
+            if last is None or self.date > last:
+                aggregate.last_session_date = self.date
+
+    class Closed(Event):
+        TOPIC = "records:Journal.Closed"
+        closed_on: date
+
+        def apply(self, aggregate: Journal) -> None:
+            aggregate.closed_on = self.closed_on
+
+    def __init__(self) -> None:
+        pass
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        programme_id: UUID,
+        specialist: dict[str, str],
+        year_start: date,
+        year_end: date,
+        kind: str,
+        group: str | None,
+    ) -> Journal:
+        """Open a journal for one academic year set by the centre's calendar."""
+        if year_end <= year_start:
+            raise InvalidFieldError(
+                "academic_year.end", "must be later than academic_year.start"
+            )
+        if (year_end - year_start).days > 366:
+            raise InvalidFieldError(
+                "academic_year.end", "an academic year cannot last over a year"
+            )
+        if kind not in JOURNAL_KINDS:
+            raise ValueError(f"unknown journal kind {kind!r}")
+        return cls._create(
+            cls.Opened,
+            programme_id=programme_id,
+            specialist=dict(specialist),
+            academic_year={"start": year_start, "end": year_end},
+            kind=kind,
+            group=group,
+        )
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed_on is not None
+
+    def check_session_date(self, day: date) -> None:
+        """Raise unless `day` lies inside the journal's academic year."""
+        if not self.year_start <= day <= self.year_end:
+            raise InvalidFieldError(
+                "date",
+                f"must lie inside the academic year {self.year_start.isoformat()}"
+                f"..{self.year_end.isoformat()}",
+            )
+
+    def record_session(
+        self,
+        *,
+        on: date,
+        start_time: str,
+        duration_minutes: int,
+        topic: str,
+        attendance: list[dict[str, Any]],
+    ) -> UUID:
+        """Record a session entry with the attendance of each listed pupil."""
+        self.check_session_date(on)
+        if self.is_closed:
+            raise RuleViolationError("the journal is closed")
+        if (on, start_time) in self.slots:
+            raise RuleViolationError(
+                f"a session is already recorded on {on.isoformat()} at {start_time}"
+            )
+        pupils = [line["pupil_id"] for line in attendance]
+        if len(set(pupils)) != len(pupils):
+            raise InvalidFieldError("attendance", "a pupil is listed twice")
+        session_id = uuid4()
+        self.trigger_event(
+            self.SessionRecorded,
+            session_id=session_id,
+            date=on,
+            start_time=start_time,
+            duration_minutes=duration_minutes,
+            topic=topic,
+            attendance=[
+                {"pupil_id": line["pupil_id"], "status": line["status"]}
+                for line in attendance
+            ],
+        )
+        return session_id
+
+    def close(self, *, closed_on: date) -> None:
+        """Close the journal: no more sessions may be recorded."""
+        if self.is_closed:
+            raise RuleViolationError("the journal is already closed")
+        last = self.last_session_date
+        if last is not None and closed_on < last:
+            raise InvalidFieldError(
+                "closed_on", f"must not be before the last session ({last.isoformat()})"
+            )
+        self.trigger_event(self.Closed, closed_on=closed_on)

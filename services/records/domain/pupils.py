@@ -1,0 +1,662 @@
+"""The pupil's personal file: enrolments, expulsions, attestations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from services.records.domain.base import RecordsAggregate
+from services.records.domain.errors import (
+    NotFoundError,
+    RuleViolationError,
+)
+from services.records.domain.names import normalised_full_name
+from services.records.domain.programmes import Programme
+
+GROUNDS = ("completed", "parents_request", "transfer", "circumstances", "other")
+ATTESTATION_KINDS = ("intermediate", "final")
+
+
+@dataclass
+class Expulsion:
+    id: UUID
+    effective_date: date
+    ground: str
+    ground_detail: str | None
+    order: dict[str, Any]
+    sequence: int
+    cancelled: bool = False
+
+
+@dataclass
+class Enrolment:
+    id: UUID
+    programme_id: UUID
+    effective_date: date
+    order: dict[str, Any]
+    sequence: int
+    status: str = "active"
+    last_day: date | None = None
+    has_records: bool = False
+    by_transfer: bool = False
+    expulsions: list[Expulsion] = field(default_factory=list)
+
+    @property
+    def expulsion(self) -> Expulsion | None:
+        return self.expulsions[-1] if self.expulsions else None
+
+    def covers(self, day: date) -> bool:
+        """Tell whether the pupil was enrolled under this enrolment on `day`."""
+        if self.status == "cancelled" or day < self.effective_date:
+            return False
+        return self.last_day is None or day <= self.last_day
+
+
+@dataclass
+class Attestation:
+    id: UUID
+    programme_id: UUID
+    enrolment_id: UUID
+    kind: str
+    date: date
+    scores: dict[str, int]
+    total: int
+    max_total: int
+    level: str
+    thresholds: dict[str, str]
+    protocol: dict[str, Any]
+    corrected: bool = False
+
+
+class Pupil(RecordsAggregate):
+    """A pupil's personal file, opened at registration."""
+
+    TOPIC = "records:Pupil"
+
+    surname: str
+    name: str
+    patronymic: str | None
+    birth_date: date
+    opened_on: date
+    enrolments: dict[UUID, Enrolment]
+    attestations: dict[UUID, Attestation]
+
+    class Event(RecordsAggregate.Event):
+        TOPIC = "records:Pupil.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = "records:Pupil.Created"
+
+    class Registered(Created):
+        TOPIC = "records:Pupil.Registered"
+        surname: str
+        name: str
+        patronymic: str | None
+        birth_date: date
+        opened_on: date
+
+        def apply(self, aggregate: Pupil) -> None:
+            aggregate.surname = self.surname
+            aggregate.name = self.name
+            aggregate.patronymic = self.patronymic
+            aggregate.birth_date = self.birth_date
+            aggregate.opened_on = self.opened_on
+            aggregate.enrolments = {}
+            aggregate.attestations = {}
+
+    class Enrolled(Event):
+        TOPIC = "records:Pupil.Enrolled"
+        enrolment_id: UUID
+        programme_id: UUID
+        effective_date: date
+        order: dict[str, Any]
+        reopened_file: bool
+
+        def apply(self, aggregate: Pupil) -> None:
+            aggregate.enrolments[self.enrolment_id] = Enrolment(
+                id=self.enrolment_id,
+                programme_id=self.programme_id,
+                effective_date=self.effective_date,
+                order=self.order,
+                sequence=self.originator_version,
+            )
+
+    class EnrolmentCancelled(Event):
+        TOPIC = "records:Pupil.EnrolmentCancelled"
+        enrolment_id: UUID
+        order: dict[str, Any]
+        reason: str
+        left_centre: bool
+        file_closed_on: date | None
+        expelled_on: date | None
+
+        def apply(self, aggregate: Pupil) -> None:
+            aggregate.enrolments[self.enrolment_id].status = "cancelled"
+
+    class Transferred(Event):
+        TOPIC = "records:Pupil.Transferred"
+        from_enrolment_id: UUID
+        from_programme_id: UUID
+        enrolment_id: UUID
+        to_programme_id: UUID
+        effective_date: date
+        order: dict[str, Any]
+
+        def apply(self, aggregate: Pupil) -> None:
+            old = aggregate.enrolments[self.from_enrolment_id]
+            old.status = "transferred"
+            old.last_day = self.effective_date - timedelta(days=1)
+            old.has_records = True
+            aggregate.enrolments[self.enrolment_id] = Enrolment(
+                id=self.enrolment_id,
+                programme_id=self.to_programme_id,
+                effective_date=self.effective_date,
+                order=self.order,
+                sequence=self.originator_version,
+                by_transfer=True,
+            )
+
+    class Expelled(Event):
+        TOPIC = "records:Pupil.Expelled"
+        expulsion_id: UUID
+        enrolment_id: UUID
+        programme_id: UUID
+        effective_date: date
+        ground: str
+        ground_detail: str | None
+        order: dict[str, Any]
+        left_centre: bool
+        file_closed_on: date | None
+
+        def apply(self, aggregate: Pupil) -> None:
+            enrolment = aggregate.enrolments[self.enrolment_id]
+            enrolment.status = "expelled"
+            enrolment.last_day = self.effective_date
+            enrolment.expulsions.append(
+                Expulsion(
+                    id=self.expulsion_id,
+                    effective_date=self.effective_date,
+                    ground=self.ground,
+                    ground_detail=self.ground_detail,
+                    order=self.order,
+                    sequence=self.originator_version,
+                )
+            )
+
+    class ExpulsionCancelled(Event):
+        TOPIC = "records:Pupil.ExpulsionCancelled"
+        expulsion_id: UUID
+        enrolment_id: UUID
+        order: dict[str, Any]
+        reason: str
+        reopened_file: bool
+
+        def apply(self, aggregate: Pupil) -> None:
+            enrolment = aggregate.enrolments[self.enrolment_id]
+            expulsion = enrolment.expulsion
+            assert expulsion is not None and expulsion.id == self.expulsion_id
+            expulsion.cancelled = True
+            enrolment.status = "active"
+            enrolment.last_day = None
+
+    class AttestationRecorded(Event):
+        TOPIC = "records:Pupil.AttestationRecorded"
+        attestation_id: UUID
+        programme_id: UUID
+        enrolment_id: UUID
+        kind: str
+        date: date
+        scores: dict[str, int]
+        total: int
+        max_total: int
+        level: str
+        thresholds: dict[str, str]
+        protocol: dict[str, Any]
+
+        def apply(self, aggregate: Pupil) -> None:
+            aggregate.enrolments[self.enrolment_id].has_records = True
+            aggregate.attestations[self.attestation_id] = Attestation(
+                id=self.attestation_id,
+                programme_id=self.programme_id,
+                enrolment_id=self.enrolment_id,
+                kind=self.kind,
+                date=self.date,
+                scores=dict(self.scores),
+                total=self.total,
+                max_total=self.max_total,
+                level=self.level,
+                thresholds=dict(self.thresholds),
+                protocol=self.protocol,
+            )
+
+    class AttestationCorrected(Event):
+        TOPIC = "records:Pupil.AttestationCorrected"
+        attestation_id: UUID
+        scores: dict[str, int]
+        total: int
+        level: str
+        reason: str
+
+        def apply(self, aggregate: Pupil) -> None:
+            attestation = aggregate.attestations[self.attestation_id]
+            attestation.scores = dict(self.scores)
+            attestation.total = self.total
+            attestation.level = self.level
+            attestation.corrected = True
+
+    class AttendanceBegan(Event):
+        """A journal recorded the first attendance under an enrolment."""
+
+        TOPIC = "records:Pupil.AttendanceBegan"
+        enrolment_id: UUID
+        journal_id: UUID
+        session_date: date
+
+        def apply(self, aggregate: Pupil) -> None:
+            aggregate.enrolments[self.enrolment_id].has_records = True
+
+    def __init__(self) -> None:
+        pass
+
+    # Registration
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        surname: str,
+        name: str,
+        patronymic: str | None,
+        birth_date: date,
+        opened_on: date,
+    ) -> Pupil:
+        """Open the personal file of a newly registered pupil."""
+        if birth_date > opened_on:
+            raise RuleViolationError("the file cannot be opened before the birth date")
+        return cls._create(
+            cls.Registered,
+            surname=surname,
+            name=name,
+            patronymic=patronymic,
+            birth_date=birth_date,
+            opened_on=opened_on,
+        )
+
+    # Derived state
+
+    @property
+    def status(self) -> str:
+        """Return `registered`, `enrolled` or `left`."""
+        statuses = {e.status for e in self.enrolments.values()}
+        if "active" in statuses:
+            return "enrolled"
+        if "expelled" in statuses:
+            return "left"
+        return "registered"
+
+    @property
+    def leaving_expulsion(self) -> Expulsion | None:
+        """Return the expulsion that closed the file, while it is closed."""
+        return _leaving_expulsion(list(self.enrolments.values()))
+
+    @property
+    def file_closed_on(self) -> date | None:
+        """Return the later of the leaving order's date and effective date."""
+        return _closure_date(self.leaving_expulsion)
+
+    def active_enrolment(self, programme_id: UUID) -> Enrolment | None:
+        for enrolment in self.enrolments.values():
+            if enrolment.programme_id == programme_id and enrolment.status == "active":
+                return enrolment
+        return None
+
+    def enrolment_on(self, programme_id: UUID, day: date) -> Enrolment | None:
+        """Return the enrolment in `programme_id` covering `day`, if any."""
+        for enrolment in self.enrolments.values():
+            if enrolment.programme_id == programme_id and enrolment.covers(day):
+                return enrolment
+        return None
+
+    def enrolment(self, enrolment_id: UUID) -> Enrolment:
+        try:
+            return self.enrolments[enrolment_id]
+        except KeyError:
+            raise NotFoundError("enrolment", enrolment_id) from None
+
+    def find_expulsion(self, expulsion_id: UUID) -> tuple[Enrolment, Expulsion]:
+        for enrolment in self.enrolments.values():
+            for expulsion in enrolment.expulsions:
+                if expulsion.id == expulsion_id:
+                    return enrolment, expulsion
+        raise NotFoundError("expulsion", expulsion_id)
+
+    def attestation(self, attestation_id: UUID) -> Attestation:
+        try:
+            return self.attestations[attestation_id]
+        except KeyError:
+            raise NotFoundError("attestation", attestation_id) from None
+
+    # Commands
+
+    def enrol(
+        self, *, programme_id: UUID, effective_date: date, order: dict[str, Any]
+    ) -> UUID:
+        """Enrol the pupil in a programme; re-admission reopens a closed file."""
+        self._check_can_start(programme_id, effective_date)
+        leaving = self.leaving_expulsion
+        if leaving is not None and effective_date <= leaving.effective_date:
+            raise RuleViolationError(
+                "re-admission must take effect after the last day of the pupil's "
+                f"last expulsion ({leaving.effective_date.isoformat()})"
+            )
+        enrolment_id = uuid4()
+        self.trigger_event(
+            self.Enrolled,
+            enrolment_id=enrolment_id,
+            programme_id=programme_id,
+            effective_date=effective_date,
+            order=order,
+            reopened_file=self.status == "left",
+        )
+        return enrolment_id
+
+    def cancel_enrolment(
+        self, *, enrolment_id: UUID, order: dict[str, Any], reason: str
+    ) -> None:
+        """Void an enrolment order made by mistake, while nothing rests on it."""
+        enrolment = self.enrolment(enrolment_id)
+        if enrolment.status != "active":
+            raise RuleViolationError(
+                f"only an active enrolment can be cancelled; this one is "
+                f"{enrolment.status}"
+            )
+        if enrolment.by_transfer:
+            raise RuleViolationError(
+                "an enrolment made by a transfer cannot be cancelled on its own"
+            )
+        if enrolment.has_records:
+            raise RuleViolationError(
+                "the enrolment has attestation or attendance recorded under it"
+            )
+        if order["date"] < enrolment.order["date"]:
+            raise RuleViolationError(
+                "the cancelling order cannot predate the enrolment order"
+            )
+        remaining = [
+            e
+            for e in self.enrolments.values()
+            if e.id != enrolment_id and e.status != "cancelled"
+        ]
+        restored = _leaving_expulsion(remaining)
+        self.trigger_event(
+            self.EnrolmentCancelled,
+            enrolment_id=enrolment_id,
+            order=order,
+            reason=reason,
+            left_centre=restored is not None,
+            file_closed_on=_closure_date(restored),
+            expelled_on=restored.effective_date if restored else None,
+        )
+
+    def transfer(
+        self,
+        *,
+        from_programme_id: UUID,
+        to_programme_id: UUID,
+        effective_date: date,
+        order: dict[str, Any],
+    ) -> UUID:
+        """Move the pupil from one programme to another inside the centre."""
+        if from_programme_id == to_programme_id:
+            raise RuleViolationError("a transfer needs two different programmes")
+        current = self.active_enrolment(from_programme_id)
+        if current is None:
+            raise RuleViolationError(
+                "the pupil is not enrolled in the programme to transfer from"
+            )
+        if effective_date <= current.effective_date:
+            raise RuleViolationError(
+                "a transfer must take effect after the enrolment it ends "
+                f"({current.effective_date.isoformat()})"
+            )
+        self._check_no_records_after(current, effective_date - timedelta(days=1))
+        self._check_can_start(to_programme_id, effective_date)
+        enrolment_id = uuid4()
+        self.trigger_event(
+            self.Transferred,
+            from_enrolment_id=current.id,
+            from_programme_id=from_programme_id,
+            enrolment_id=enrolment_id,
+            to_programme_id=to_programme_id,
+            effective_date=effective_date,
+            order=order,
+        )
+        return enrolment_id
+
+    def expel(
+        self,
+        *,
+        programme_id: UUID,
+        effective_date: date,
+        ground: str,
+        ground_detail: str | None,
+        order: dict[str, Any],
+    ) -> UUID:
+        """Expel the pupil from one programme; the last one closes the file."""
+        if ground not in GROUNDS:
+            raise ValueError(f"unknown ground {ground!r}")
+        enrolment = self.active_enrolment(programme_id)
+        if enrolment is None:
+            raise RuleViolationError("the pupil is not enrolled in this programme")
+        if effective_date < enrolment.effective_date:
+            raise RuleViolationError(
+                "an expulsion cannot take effect before the enrolment "
+                f"({enrolment.effective_date.isoformat()})"
+            )
+        self._check_no_records_after(enrolment, effective_date)
+        others_active = any(
+            e.status == "active" and e.id != enrolment.id
+            for e in self.enrolments.values()
+        )
+        left_centre = not others_active
+        expulsion_id = uuid4()
+        self.trigger_event(
+            self.Expelled,
+            expulsion_id=expulsion_id,
+            enrolment_id=enrolment.id,
+            programme_id=programme_id,
+            effective_date=effective_date,
+            ground=ground,
+            ground_detail=ground_detail,
+            order=order,
+            left_centre=left_centre,
+            file_closed_on=max(order["date"], effective_date) if left_centre else None,
+        )
+        return expulsion_id
+
+    def cancel_expulsion(
+        self, *, expulsion_id: UUID, order: dict[str, Any], reason: str
+    ) -> None:
+        """Void an expulsion order: the enrolment is active again."""
+        enrolment, expulsion = self.find_expulsion(expulsion_id)
+        if expulsion.cancelled:
+            raise RuleViolationError("the expulsion is already cancelled")
+        later = [
+            e
+            for e in self.enrolments.values()
+            if e.programme_id == enrolment.programme_id
+            and e.sequence > enrolment.sequence
+            and e.status != "cancelled"
+        ]
+        if later:
+            raise RuleViolationError(
+                "the pupil was enrolled in this programme again since the expulsion"
+            )
+        if self.active_enrolment(enrolment.programme_id) is not None:
+            raise RuleViolationError("the pupil is enrolled in this programme again")
+        if order["date"] < expulsion.order["date"]:
+            raise RuleViolationError(
+                "the cancelling order cannot predate the expulsion order"
+            )
+        self.trigger_event(
+            self.ExpulsionCancelled,
+            expulsion_id=expulsion_id,
+            enrolment_id=enrolment.id,
+            order=order,
+            reason=reason,
+            reopened_file=self.status == "left",
+        )
+
+    def record_attestation(
+        self,
+        *,
+        programme: Programme,
+        kind: str,
+        on: date,
+        scores: dict[str, int],
+        protocol: dict[str, Any],
+    ) -> UUID:
+        """Record an attestation result for a programme the pupil attends or attended."""
+        if kind not in ATTESTATION_KINDS:
+            raise ValueError(f"unknown attestation kind {kind!r}")
+        total, level = programme.grade(scores)
+        enrolment = self.enrolment_on(programme.id, on)
+        if enrolment is None:
+            raise RuleViolationError(
+                "the pupil was not enrolled in this programme on the attestation date"
+            )
+        attestation_id = uuid4()
+        self.trigger_event(
+            self.AttestationRecorded,
+            attestation_id=attestation_id,
+            programme_id=programme.id,
+            enrolment_id=enrolment.id,
+            kind=kind,
+            date=on,
+            scores=dict(scores),
+            total=total,
+            max_total=programme.max_total,
+            level=level,
+            thresholds=dict(programme.levels),
+            protocol=protocol,
+        )
+        return attestation_id
+
+    def correct_attestation(
+        self, *, attestation_id: UUID, programme: Programme, scores: dict[str, int], reason: str
+    ) -> None:
+        """Replace an attestation's scores; the original stays in the history."""
+        attestation = self.attestation(attestation_id)
+        total, level = programme.grade(scores)
+        if scores == attestation.scores:
+            raise RuleViolationError("the correction does not change any score")
+        self.trigger_event(
+            self.AttestationCorrected,
+            attestation_id=attestation.id,
+            scores=dict(scores),
+            total=total,
+            level=level,
+            reason=reason,
+        )
+
+    def note_attendance(self, *, programme_id: UUID, day: date, journal_id: UUID) -> None:
+        """Mark the enrolment covering `day` as having attendance recorded."""
+        enrolment = self.enrolment_on(programme_id, day)
+        if enrolment is None:
+            raise RuleViolationError(
+                "the pupil is not enrolled in the journal's programme on that day"
+            )
+        if not enrolment.has_records:
+            self.trigger_event(
+                self.AttendanceBegan,
+                enrolment_id=enrolment.id,
+                journal_id=journal_id,
+                session_date=day,
+            )
+
+    # Rules shared by several commands
+
+    def _check_can_start(self, programme_id: UUID, effective_date: date) -> None:
+        if self.active_enrolment(programme_id) is not None:
+            raise RuleViolationError("the pupil is already enrolled in this programme")
+        for enrolment in self.enrolments.values():
+            if (
+                enrolment.programme_id == programme_id
+                and enrolment.status != "cancelled"
+                and enrolment.last_day is not None
+                and effective_date <= enrolment.last_day
+            ):
+                raise RuleViolationError(
+                    "the new enrolment must take effect after the last day of the "
+                    f"previous one in this programme ({enrolment.last_day.isoformat()})"
+                )
+
+    def _check_no_records_after(self, enrolment: Enrolment, last_day: date) -> None:
+        for attestation in self.attestations.values():
+            if attestation.enrolment_id == enrolment.id and attestation.date > last_day:
+                raise RuleViolationError(
+                    "an attestation is recorded under this enrolment after "
+                    f"{last_day.isoformat()}"
+                )
+
+
+def _leaving_expulsion(enrolments: list[Enrolment]) -> Expulsion | None:
+    """Return the last standing expulsion when no enrolment is active."""
+    if any(enrolment.status == "active" for enrolment in enrolments):
+        return None
+    standing = [
+        expulsion
+        for enrolment in enrolments
+        if enrolment.status == "expelled"
+        for expulsion in enrolment.expulsions
+        if not expulsion.cancelled
+    ]
+    return max(standing, key=lambda e: e.sequence, default=None)
+
+
+def _closure_date(expulsion: Expulsion | None) -> date | None:
+    if expulsion is None:
+        return None
+    return max(expulsion.order["date"], expulsion.effective_date)
+
+
+class PupilIdentity(Aggregate):
+    """Claims a normalised full name with a birth date for one pupil."""
+
+    TOPIC = "records:PupilIdentity"
+
+    class Event(Aggregate.Event):
+        TOPIC = "records:PupilIdentity.Event"
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = "records:PupilIdentity.Created"
+
+    class Claimed(Created):
+        TOPIC = "records:PupilIdentity.Claimed"
+        pupil_id: UUID
+
+        def apply(self, aggregate: PupilIdentity) -> None:
+            aggregate.pupil_id = self.pupil_id
+
+    pupil_id: UUID
+
+    def __init__(self) -> None:
+        pass
+
+    @staticmethod
+    def id_for(
+        surname: str, name: str, patronymic: str | None, birth_date: date
+    ) -> UUID:
+        key = normalised_full_name(surname, name, patronymic)
+        return uuid5(NAMESPACE_URL, f"/pupil-identities/{birth_date.isoformat()}/{key}")
+
+    @classmethod
+    def claim(cls, pupil: Pupil) -> PupilIdentity:
+        identity_id = cls.id_for(
+            pupil.surname, pupil.name, pupil.patronymic, pupil.birth_date
+        )
+        return cls._create(cls.Claimed, id=identity_id, pupil_id=pupil.id)
