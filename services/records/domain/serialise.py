@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +19,7 @@ def programme_view(programme: Programme) -> dict[str, Any]:
         "orientation": programme.orientation,
         "approved_order": dict(programme.approved_order),
         "criteria": [dict(criterion) for criterion in programme.criteria],
-        "levels": dict(programme.levels),
+        "levels": {key: Decimal(value) for key, value in programme.levels.items()},
         "max_total": programme.max_total,
     }
 

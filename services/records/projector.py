@@ -1,0 +1,376 @@
+"""The records projector: follows the log into the read models, exactly once.
+
+Each batch of events is applied in one transaction together with the new
+position in `rm_positions`; a batch that fails rolls back whole, so after a
+crash the projector resumes from the last committed position and no event is
+applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import DomainEvent
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from tqdm import tqdm
+
+from services.records.application import RecordsApplication
+from services.records.domain.journals import Journal
+from services.records.domain.names import normalised_full_name
+from services.records.domain.programmes import Programme
+from services.records.domain.pupils import Pupil
+from services.records.domain.serialise import (
+    attestation_view,
+    enrolment_view,
+    journal_view,
+    programme_view,
+)
+from services.records.readmodels import (
+    PROJECTOR_NAME,
+    RecordsReadModels,
+    attendance,
+    history,
+    journals,
+    metadata,
+    positions,
+    programmes,
+    pupil_programmes,
+    pupils,
+    sessions,
+)
+from shared.clock import iso_utc
+from shared.config import Settings
+from shared.jsonable import to_jsonable
+from shared.storage import create_sql_engine
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+CACHE_SIZE = 5000
+POLL_SECONDS = 0.05
+
+HISTORY_TYPES = {
+    Pupil.Registered: "pupil.registered",
+    Pupil.Enrolled: "pupil.enrolled",
+    Pupil.EnrolmentCancelled: "pupil.enrolment_cancelled",
+    Pupil.Transferred: "pupil.transferred",
+    Pupil.Expelled: "pupil.expelled",
+    Pupil.ExpulsionCancelled: "pupil.expulsion_cancelled",
+    Pupil.AttestationRecorded: "attestation.recorded",
+    Pupil.AttestationCorrected: "attestation.corrected",
+    Pupil.AttendanceBegan: "attendance.began",
+}
+ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "actor", "reason"}
+
+
+class PositionMovedError(Exception):
+    """Another projector advanced the position first; this batch was rolled back."""
+
+
+class RecordsProjector:
+    """Applies records events to the read models in batched transactions."""
+
+    def __init__(self, app: RecordsApplication, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+        self.read_models = RecordsReadModels(engine)
+        self._aggregates: OrderedDict[UUID, Any] = OrderedDict()
+
+    def catch_up(self, batch_size: int = BATCH_SIZE, progress: tqdm | None = None) -> int:
+        """Apply every event after the stored position; return how many."""
+        applied = 0
+        while True:
+            count = self.process_batch(batch_size)
+            if progress is not None:
+                progress.update(count)
+            applied += count
+            if count < batch_size:
+                return applied
+
+    def process_batch(self, batch_size: int = BATCH_SIZE) -> int:
+        """Apply the next batch of events in one transaction; return how many."""
+        try:
+            with self.engine.begin() as connection:
+                return self._process(connection, batch_size)
+        except BaseException:
+            # Aggregates mutated by the rolled-back batch are stale now.
+            self._aggregates.clear()
+            raise
+
+    def _process(self, connection: Connection, batch_size: int) -> int:
+        start = _stored_position(connection)
+        notifications = self.app.recorder.select_notifications(
+            start=start, limit=batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        for notification in notifications:
+            event = self.app.mapper.to_domain_event(notification)
+            self._apply(connection, event, notification.id)
+        moved = connection.execute(
+            update(positions)
+            .where(positions.c.name == PROJECTOR_NAME, positions.c.position == start)
+            .values(position=notifications[-1].id)
+        )
+        if moved.rowcount != 1:
+            raise PositionMovedError(
+                f"position {start} of {PROJECTOR_NAME} moved during the batch"
+            )
+        return len(notifications)
+
+    def _apply(self, connection: Connection, event: DomainEvent, position: int) -> None:
+        if isinstance(event, Pupil.Event):
+            self._apply_pupil(connection, event, position)
+        elif isinstance(event, Journal.Event):
+            self._apply_journal(connection, event, position)
+        elif isinstance(event, Programme.Approved):
+            programme = event.mutate(None)
+            connection.execute(
+                insert(programmes).values(
+                    id=str(programme.id),
+                    code=programme.code,
+                    document=programme_document(programme),
+                    position=position,
+                )
+            )
+
+    def _aggregate(self, event: Any) -> Any:
+        """Return the aggregate after `event`, mutating a cached copy when possible."""
+        aggregate_id = event.originator_id
+        cached = self._aggregates.pop(aggregate_id, None)
+        if cached is not None and cached.version == event.originator_version - 1:
+            event.mutate(cached)
+            aggregate = cached
+        elif event.originator_version == 1:
+            aggregate = event.mutate(None)
+        else:
+            aggregate = self.app.repository.get(
+                aggregate_id, version=event.originator_version
+            )
+        self._aggregates[aggregate_id] = aggregate
+        if len(self._aggregates) > CACHE_SIZE:
+            self._aggregates.popitem(last=False)
+        return aggregate
+
+    def _apply_pupil(self, connection: Connection, event: Any, position: int) -> None:
+        pupil: Pupil = self._aggregate(event)
+        pupil_id = str(pupil.id)
+        values = {
+            "sort_key": normalised_full_name(pupil.surname, pupil.name, pupil.patronymic),
+            "status": pupil.status,
+            "document": personal_file_document(pupil),
+            "position": position,
+        }
+        if isinstance(event, Pupil.Registered):
+            connection.execute(insert(pupils).values(id=pupil_id, **values))
+        else:
+            connection.execute(
+                update(pupils).where(pupils.c.id == pupil_id).values(**values)
+            )
+        if isinstance(event, Pupil.Enrolled | Pupil.Transferred | Pupil.EnrolmentCancelled):
+            self._write_pupil_programmes(connection, pupil)
+        connection.execute(insert(history).values(**history_row(event, position)))
+
+    def _write_pupil_programmes(self, connection: Connection, pupil: Pupil) -> None:
+        pupil_id = str(pupil.id)
+        connection.execute(
+            delete(pupil_programmes).where(pupil_programmes.c.pupil_id == pupil_id)
+        )
+        programme_ids = {
+            str(e.programme_id)
+            for e in pupil.enrolments.values()
+            if e.status != "cancelled"
+        }
+        if programme_ids:
+            connection.execute(
+                insert(pupil_programmes),
+                [{"pupil_id": pupil_id, "programme_id": p} for p in sorted(programme_ids)],
+            )
+
+    def _apply_journal(self, connection: Connection, event: Any, position: int) -> None:
+        journal: Journal = self._aggregate(event)
+        journal_id = str(journal.id)
+        document = to_jsonable(journal_view(journal))
+        if isinstance(event, Journal.Opened):
+            connection.execute(
+                insert(journals).values(
+                    id=journal_id,
+                    programme_id=str(journal.programme_id),
+                    document=document,
+                    closed=False,
+                    position=position,
+                )
+            )
+            return
+        connection.execute(
+            update(journals)
+            .where(journals.c.id == journal_id)
+            .values(document=document, closed=journal.is_closed, position=position)
+        )
+        if isinstance(event, Journal.SessionRecorded):
+            self._record_session(connection, journal, event, position)
+
+    def _record_session(
+        self, connection: Connection, journal: Journal, event: Any, position: int
+    ) -> None:
+        journal_id = str(journal.id)
+        connection.execute(
+            insert(sessions).values(
+                id=str(event.session_id),
+                journal_id=journal_id,
+                date=event.date,
+                start_time=event.start_time,
+                document=to_jsonable(
+                    {
+                        "id": event.session_id,
+                        "date": event.date,
+                        "start_time": event.start_time,
+                        "duration_minutes": event.duration_minutes,
+                        "topic": event.topic,
+                        "attendance": event.attendance,
+                        "recorded_at": event.timestamp,
+                    }
+                ),
+                position=position,
+            )
+        )
+        for line in event.attendance:
+            _count_attendance(
+                connection,
+                pupil_id=str(line["pupil_id"]),
+                journal_id=journal_id,
+                programme_id=str(journal.programme_id),
+                status=line["status"],
+            )
+
+
+def _count_attendance(
+    connection: Connection,
+    *,
+    pupil_id: str,
+    journal_id: str,
+    programme_id: str,
+    status: str,
+) -> None:
+    key = (attendance.c.pupil_id == pupil_id) & (attendance.c.journal_id == journal_id)
+    column = attendance.c[status]
+    changed = connection.execute(
+        update(attendance)
+        .where(key)
+        .values({attendance.c.sessions: attendance.c.sessions + 1, column: column + 1})
+    )
+    if changed.rowcount == 0:
+        row = {"present": 0, "absent": 0, "ill": 0, "excused": 0}
+        row[status] = 1
+        connection.execute(
+            insert(attendance).values(
+                pupil_id=pupil_id,
+                journal_id=journal_id,
+                programme_id=programme_id,
+                sessions=1,
+                **row,
+            )
+        )
+
+
+def _stored_position(connection: Connection) -> int:
+    value = connection.execute(
+        select(positions.c.position).where(positions.c.name == PROJECTOR_NAME)
+    ).scalar()
+    if value is None:
+        connection.execute(insert(positions).values(name=PROJECTOR_NAME, position=0))
+        return 0
+    return int(value)
+
+
+def programme_document(programme: Programme) -> dict[str, Any]:
+    return to_jsonable(programme_view(programme))
+
+
+def personal_file_document(pupil: Pupil) -> dict[str, Any]:
+    """Return the personal file without attendance, which journals add."""
+    return to_jsonable(
+        {
+            "id": pupil.id,
+            "surname": pupil.surname,
+            "name": pupil.name,
+            "patronymic": pupil.patronymic,
+            "birth_date": pupil.birth_date,
+            "status": pupil.status,
+            "file_opened_on": pupil.opened_on,
+            "file_closed_on": pupil.file_closed_on,
+            "enrolments": [enrolment_view(e) for e in pupil.enrolments.values()],
+            "attestations": [attestation_view(a) for a in pupil.attestations.values()],
+            "version": pupil.version,
+        }
+    )
+
+
+def history_row(event: Any, position: int) -> dict[str, Any]:
+    """Return the history entry of a pupil event: envelope, actor, reason, data."""
+    data = {
+        key: value for key, value in vars(event).items() if key not in ENVELOPE_FIELDS
+    }
+    data.pop("originator_topic", None)
+    return {
+        "position": position,
+        "pupil_id": str(event.originator_id),
+        "type": HISTORY_TYPES[type(event)],
+        "recorded_at": iso_utc(event.timestamp),
+        "actor": {"name": event.actor["name"], "role": event.actor["role"]},
+        "reason": getattr(event, "reason", None),
+        "data": to_jsonable(data),
+    }
+
+
+def open_components(settings: Settings) -> tuple[RecordsApplication, Engine]:
+    """Build the application and the read models' engine for this process."""
+    app = RecordsApplication(settings.records_database_url)
+    engine = create_sql_engine(settings.records_database_url, writer=True)
+    metadata.create_all(engine)
+    return app, engine
+
+
+def run(settings: Settings, stop: threading.Event) -> None:
+    """Follow the log until `stop` is set, polling when idle."""
+    app, engine = open_components(settings)
+    projector = RecordsProjector(app, engine)
+    logger.info("records projector started at position %s", projector.read_models.position())
+    delay = POLL_SECONDS
+    while not stop.is_set():
+        try:
+            applied = projector.process_batch()
+        except Exception:
+            logger.exception("records projector batch failed; retrying in %.1f s", delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        delay = POLL_SECONDS
+        if applied < BATCH_SIZE:
+            stop.wait(POLL_SECONDS)
+    logger.info("records projector stopped at position %s", projector.read_models.position())
+    engine.dispose()
+    app.close()
+
+
+def rebuild(settings: Settings, progress: bool = True) -> int:
+    """Drop the read models and replay the whole log into them; return the count."""
+    app, engine = open_components(settings)
+    try:
+        metadata.drop_all(engine)
+        metadata.create_all(engine)
+        projector = RecordsProjector(app, engine)
+        with tqdm(
+            total=app.head_position(),
+            unit="event",
+            desc="records rebuild",
+            disable=not progress,
+        ) as bar:
+            return projector.catch_up(batch_size=2000, progress=bar)
+    finally:
+        engine.dispose()
+        app.close()

@@ -1,0 +1,308 @@
+"""Read models of the records service: SQL tables kept by the projector."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    func,
+    or_,
+    select,
+)
+
+metadata = MetaData()
+
+positions = Table(
+    "rm_positions",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+programmes = Table(
+    "rm_programmes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("code", String(200), nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+pupils = Table(
+    "rm_pupils",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("sort_key", String(1000), nullable=False, index=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("document", JSON, nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+pupil_programmes = Table(
+    "rm_pupil_programmes",
+    metadata,
+    Column("pupil_id", String(36), primary_key=True),
+    Column("programme_id", String(36), primary_key=True, index=True),
+)
+
+attendance = Table(
+    "rm_attendance",
+    metadata,
+    Column("pupil_id", String(36), primary_key=True),
+    Column("journal_id", String(36), primary_key=True),
+    Column("programme_id", String(36), nullable=False),
+    Column("sessions", Integer, nullable=False, default=0),
+    Column("present", Integer, nullable=False, default=0),
+    Column("absent", Integer, nullable=False, default=0),
+    Column("ill", Integer, nullable=False, default=0),
+    Column("excused", Integer, nullable=False, default=0),
+)
+
+history = Table(
+    "rm_history",
+    metadata,
+    Column("position", BigInteger, primary_key=True),
+    Column("pupil_id", String(36), nullable=False, index=True),
+    Column("type", String(64), nullable=False),
+    Column("recorded_at", String(40), nullable=False),
+    Column("actor", JSON, nullable=False),
+    Column("reason", String(4000)),
+    Column("data", JSON, nullable=False),
+)
+
+journals = Table(
+    "rm_journals",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("programme_id", String(36), nullable=False, index=True),
+    Column("document", JSON, nullable=False),
+    Column("closed", Boolean, nullable=False, default=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+sessions = Table(
+    "rm_sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("journal_id", String(36), nullable=False, index=True),
+    Column("date", Date, nullable=False),
+    Column("start_time", String(5), nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+PROJECTOR_NAME = "records_read_models"
+
+
+class RecordsReadModels:
+    """Queries over the read models; every value is JSON-ready (ids and dates as text)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create_tables(self) -> None:
+        metadata.create_all(self.engine)
+
+    def position(self) -> int:
+        """Return the records position the read models have processed."""
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(positions.c.position).where(positions.c.name == PROJECTOR_NAME)
+            ).scalar()
+        return int(value or 0)
+
+    def programme(self, programme_id: UUID | str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(programmes.c.document).where(
+                    programmes.c.id == str(programme_id)
+                )
+            ).scalar()
+
+    def programmes(
+        self, limit: int, after_id: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Return a page of programmes ordered by code then id."""
+        query = select(programmes.c.id, programmes.c.code, programmes.c.document)
+        with self.engine.connect() as connection:
+            if after_id is not None:
+                code = connection.execute(
+                    select(programmes.c.code).where(programmes.c.id == after_id)
+                ).scalar()
+                if code is not None:
+                    query = query.where(
+                        or_(
+                            programmes.c.code > code,
+                            and_(programmes.c.code == code, programmes.c.id > after_id),
+                        )
+                    )
+            rows = connection.execute(
+                query.order_by(programmes.c.code, programmes.c.id).limit(limit + 1)
+            ).all()
+        return _page([row.document for row in rows], limit, lambda item: item["id"])
+
+    def pupil_exists(self, pupil_id: UUID | str) -> bool:
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(pupils.c.id).where(pupils.c.id == str(pupil_id))
+            ).first()
+        return found is not None
+
+    def personal_file(self, pupil_id: UUID | str) -> dict[str, Any] | None:
+        """Return the personal file with attendance per journal, or None."""
+        with self.engine.connect() as connection:
+            document = connection.execute(
+                select(pupils.c.document).where(pupils.c.id == str(pupil_id))
+            ).scalar()
+            if document is None:
+                return None
+            rows = connection.execute(
+                select(attendance)
+                .where(attendance.c.pupil_id == str(pupil_id))
+                .order_by(attendance.c.journal_id)
+            ).all()
+        file = dict(document)
+        file["attendance"] = [
+            {
+                "journal_id": row.journal_id,
+                "programme_id": row.programme_id,
+                "sessions": row.sessions,
+                "present": row.present,
+                "absent": row.absent + row.ill + row.excused,
+                "ill": row.ill,
+                "excused": row.excused,
+            }
+            for row in rows
+        ]
+        return file
+
+    def pupils(
+        self,
+        limit: int,
+        after_id: str | None = None,
+        status: str | None = None,
+        programme_id: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Return personal-file summaries ordered by normalised full name, then id."""
+        query = select(pupils.c.id, pupils.c.sort_key, pupils.c.document)
+        if status is not None:
+            query = query.where(pupils.c.status == status)
+        if programme_id is not None:
+            query = query.where(
+                pupils.c.id.in_(
+                    select(pupil_programmes.c.pupil_id).where(
+                        pupil_programmes.c.programme_id == programme_id
+                    )
+                )
+            )
+        with self.engine.connect() as connection:
+            if after_id is not None:
+                key = connection.execute(
+                    select(pupils.c.sort_key).where(pupils.c.id == after_id)
+                ).scalar()
+                if key is not None:
+                    query = query.where(
+                        or_(
+                            pupils.c.sort_key > key,
+                            and_(pupils.c.sort_key == key, pupils.c.id > after_id),
+                        )
+                    )
+            rows = connection.execute(
+                query.order_by(pupils.c.sort_key, pupils.c.id).limit(limit + 1)
+            ).all()
+        items = [_summary(row.document) for row in rows]
+        return _page(items, limit, lambda item: item["id"])
+
+    def history(
+        self, pupil_id: UUID | str, limit: int, after_position: int = 0
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Return the pupil's own events, oldest first, after a position."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(history)
+                .where(
+                    history.c.pupil_id == str(pupil_id),
+                    history.c.position > after_position,
+                )
+                .order_by(history.c.position)
+                .limit(limit + 1)
+            ).all()
+        items = [
+            {
+                "position": row.position,
+                "type": row.type,
+                "recorded_at": row.recorded_at,
+                "actor": {"name": row.actor["name"], "role": row.actor["role"]},
+                "reason": row.reason,
+                "data": row.data,
+            }
+            for row in rows
+        ]
+        return _page(items, limit, lambda item: item["position"])
+
+    def journal_exists(self, journal_id: UUID | str) -> bool:
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(journals.c.id).where(journals.c.id == str(journal_id))
+            ).first()
+        return found is not None
+
+    def journal(self, journal_id: UUID | str) -> dict[str, Any] | None:
+        """Return the journal with its sessions and attendance, or None."""
+        with self.engine.connect() as connection:
+            document = connection.execute(
+                select(journals.c.document).where(journals.c.id == str(journal_id))
+            ).scalar()
+            if document is None:
+                return None
+            rows = connection.execute(
+                select(sessions.c.document)
+                .where(sessions.c.journal_id == str(journal_id))
+                .order_by(sessions.c.date, sessions.c.start_time)
+            ).all()
+        journal = dict(document)
+        journal["sessions"] = [row.document for row in rows]
+        return journal
+
+    def counts(self) -> dict[str, int]:
+        """Return row counts per table, for summaries and tests."""
+        with self.engine.connect() as connection:
+            return {
+                table.name: connection.execute(
+                    select(func.count()).select_from(table)
+                ).scalar_one()
+                for table in metadata.sorted_tables
+            }
+
+
+def _summary(document: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "id",
+        "surname",
+        "name",
+        "patronymic",
+        "birth_date",
+        "status",
+        "file_opened_on",
+        "file_closed_on",
+    )
+    return {key: document.get(key) for key in keys}
+
+
+def _page(items: list[Any], limit: int, key: Any) -> tuple[list[Any], Any]:
+    if len(items) > limit:
+        items = items[:limit]
+        return items, key(items[-1])
+    return items, None
