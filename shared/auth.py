@@ -1,0 +1,518 @@
+"""Bearer tokens, roles and their enforcement in Flask.
+
+Tokens live in a JSON file that stores only their SHA-256 hashes. Both
+services read the file and reload it when it changes, so a newly issued token
+works at once.
+
+How a view declares who may call it: decorate each view function or
+`MethodView` method with `requires(*roles)`. `init_auth(app, store)` installs
+a `before_request` hook that finds that declaration for the matched route and
+checks it before any view decorator runs. So authentication (401, 429) and the
+role (403) come before the body checks of `@blp.arguments` (415, 413, 400,
+422) whatever the order of the decorators. Routing errors (404, 405) come
+first of all. A route that declares no roles and is not public is refused
+(403) for every caller, so a forgotten declaration fails closed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from copy import deepcopy
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar, cast
+from urllib.parse import unquote_to_bytes
+
+from flask import Flask, current_app, g, request
+
+from shared.actor import Principal, reset_principal, set_principal
+from shared.clock import iso_utc, utc_now
+from shared.problems import (
+    Problem,
+    bad_request,
+    forbidden,
+    too_many_requests,
+    unauthorized,
+    unavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+ROLES: tuple[str, ...] = (
+    "registrar",
+    "specialist",
+    "methodist",
+    "archivist",
+    "inspector",
+    "subscriber",
+    "admin",
+)
+STAFF: tuple[str, ...] = tuple(role for role in ROLES if role != "subscriber")
+
+PUBLIC_PATHS: frozenset[str] = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs"}
+)
+PURPOSE_HEADER = "X-Purpose"
+MAX_PURPOSE_LENGTH = 1000
+MAX_TOKEN_LENGTH = 512
+FAILURE_LIMIT = 20
+FAILURE_WINDOW_SECONDS = 60.0
+TOKEN_FILE_VERSION = 1
+BEARER_SCHEME_NAME = "bearerAuth"
+
+_EXTENSION_KEY = "pupil_records.auth"
+
+
+class TokenStoreError(Exception):
+    """The token file cannot be read or written, or a request to it is invalid."""
+
+
+class UnknownRoleError(TokenStoreError, ValueError):
+    """A role that is not one of `ROLES`."""
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An issued token as listed: everything but the token and its hash."""
+
+    id: str
+    role: str
+    name: str
+    issued_at: str
+
+
+@dataclass(frozen=True)
+class _TokenRecord:
+    id: str
+    hash: str
+    role: str
+    name: str
+    issued_at: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "hash": self.hash,
+            "role": self.role,
+            "name": self.name,
+            "issued_at": self.issued_at,
+        }
+
+    def info(self) -> TokenInfo:
+        return TokenInfo(self.id, self.role, self.name, self.issued_at)
+
+
+def check_role(role: str) -> str:
+    """Return `role` if it is one of `ROLES`, else raise `UnknownRoleError`."""
+    if role not in ROLES:
+        raise UnknownRoleError(
+            f"unknown role {role!r}; expected one of: {', '.join(ROLES)}"
+        )
+    return role
+
+
+def hash_token(token: str) -> str:
+    """Return the hex SHA-256 digest under which a token is stored."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class TokenStore:
+    """The token file: issues, lists, revokes and checks bearer tokens."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._reload_lock = threading.Lock()
+        self._file_key: tuple[int, int, int] | None = None
+        self._records: tuple[_TokenRecord, ...] = ()
+
+    def issue(self, role: str, name: str) -> str:
+        """Create a token for `name` in `role`, store its hash, return the token."""
+        check_role(role)
+        clean_name = " ".join(name.split())
+        if not clean_name:
+            raise TokenStoreError("the token holder's name must not be blank")
+        token = secrets.token_urlsafe(32)
+        record = _TokenRecord(
+            id=secrets.token_hex(8),
+            hash=hash_token(token),
+            role=role,
+            name=clean_name,
+            issued_at=iso_utc(utc_now()),
+        )
+        with self._exclusive():
+            records = self._read_file()
+            self._write_file([*records, record])
+        return token
+
+    def list(self) -> list[TokenInfo]:
+        """Return every stored token's id, role, holder and issue time."""
+        return [record.info() for record in self._read_file()]
+
+    def revoke(self, token_id: str) -> bool:
+        """Delete the token with `token_id`; return whether it existed."""
+        with self._exclusive():
+            records = self._read_file()
+            kept = [record for record in records if record.id != token_id]
+            if len(kept) == len(records):
+                return False
+            self._write_file(kept)
+        return True
+
+    def authenticate(self, token: str) -> Principal | None:
+        """Return the principal of `token`, or None when it is not a known token."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return None
+        digest = hash_token(token)
+        found: _TokenRecord | None = None
+        # Compare with every record so that the time taken does not depend on
+        # which record, if any, matches.
+        for record in self._current_records():
+            if hmac.compare_digest(record.hash, digest):
+                found = record
+        if found is None:
+            return None
+        return Principal(token_id=found.id, name=found.name, role=found.role)
+
+    def _current_records(self) -> tuple[_TokenRecord, ...]:
+        key = self._stat_key()
+        with self._reload_lock:
+            if key != self._file_key:
+                self._records = tuple(self._read_file()) if key else ()
+                self._file_key = key
+            return self._records
+
+    def _stat_key(self) -> tuple[int, int, int] | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise TokenStoreError(
+                f"cannot read token file {self.path}: {error}"
+            ) from None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _read_file(self) -> Sequence[_TokenRecord]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as error:
+            raise TokenStoreError(
+                f"cannot read token file {self.path}: {error}"
+            ) from None
+        try:
+            document = json.loads(text)
+            entries = document["tokens"]
+            return [self._parse_record(entry) for entry in entries]
+        except (ValueError, KeyError, TypeError) as error:
+            raise TokenStoreError(
+                f"token file {self.path} is not a valid token file: {error}"
+            ) from None
+
+    @staticmethod
+    def _parse_record(entry: Any) -> _TokenRecord:
+        record = _TokenRecord(
+            id=str(entry["id"]),
+            hash=str(entry["hash"]),
+            role=check_role(str(entry["role"])),
+            name=str(entry["name"]),
+            issued_at=str(entry["issued_at"]),
+        )
+        if len(record.hash) != 64:
+            raise ValueError(f"token {record.id} has no SHA-256 hash")
+        return record
+
+    def _write_file(self, records: Sequence[_TokenRecord]) -> None:
+        document = {
+            "version": TOKEN_FILE_VERSION,
+            "tokens": [record.to_json() for record in records],
+        }
+        text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+        descriptor, temp_name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        try:
+            os.fchmod(descriptor, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as temp:
+                temp.write(text)
+                temp.flush()
+                os.fsync(temp.fileno())
+            os.replace(temp_name, self.path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        _fsync_directory(self.path.parent)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        # The lock lives in its own file because os.replace swaps the token
+        # file's inode, and a lock on the old inode would not exclude anyone.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class FailedAuthThrottle:
+    """Counts failed authentications per address in fixed windows."""
+
+    def __init__(
+        self,
+        limit: int = FAILURE_LIMIT,
+        window: float = FAILURE_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        max_addresses: int = 10_000,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._max_addresses = max_addresses
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def record_failure(self, address: str) -> float | None:
+        """Count a failure; return seconds to wait if it is over the limit."""
+        now = self._clock()
+        with self._lock:
+            started, count = self._windows.get(address, (now, 0))
+            if now - started >= self.window:
+                started, count = now, 0
+            count += 1
+            self._windows[address] = (started, count)
+            if len(self._windows) > self._max_addresses:
+                self._forget_expired(now)
+        if count > self.limit:
+            return started + self.window - now
+        return None
+
+    def _forget_expired(self, now: float) -> None:
+        expired = [
+            address
+            for address, (started, _count) in self._windows.items()
+            if now - started >= self.window
+        ]
+        for address in expired:
+            del self._windows[address]
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call a view: roles, and whether it reads personal data."""
+
+    roles: frozenset[str]
+    personal_data: bool = False
+
+
+@dataclass
+class _AuthState:
+    store: TokenStore
+    throttle: FailedAuthThrottle
+    public_paths: frozenset[str]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(*roles: str, personal_data: bool = False) -> Callable[[F], F]:
+    """Declare the roles that may call a view; `personal_data` needs X-Purpose
+    from an inspector."""
+    if not roles:
+        raise ValueError("requires() needs at least one role")
+    for role in roles:
+        check_role(role)
+    access = Access(frozenset(roles), personal_data)
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # The before_request hook normally checked already; this covers
+            # an app that routes to the view without that hook.
+            if not g.get("_access_checked"):
+                _check_access(access)
+            return view(*args, **kwargs)
+
+        wrapper_any = cast(Any, wrapper)
+        wrapper_any._access = access
+        _document_access(wrapper_any, access)
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def public(view: F) -> F:
+    """Mark a view as open to callers without a token."""
+    cast(Any, view)._public = True
+    return view
+
+
+def _document_access(view: Any, access: Access) -> None:
+    apidoc = deepcopy(getattr(view, "_apidoc", {}))
+    manual = apidoc.setdefault("manual_doc", {})
+    manual["security"] = [{BEARER_SCHEME_NAME: []}]
+    manual["x-roles"] = sorted(access.roles)
+    if access.personal_data:
+        manual["x-personal-data"] = True
+    view._apidoc = apidoc
+
+
+def init_auth(
+    app: Flask,
+    store: TokenStore,
+    *,
+    throttle: FailedAuthThrottle | None = None,
+    public_paths: frozenset[str] = PUBLIC_PATHS,
+) -> None:
+    """Check every request of `app` against `store` before its view runs."""
+    app.extensions[_EXTENSION_KEY] = _AuthState(
+        store=store,
+        throttle=throttle or FailedAuthThrottle(),
+        public_paths=public_paths,
+    )
+    app.before_request(_authorize_request)
+    app.teardown_request(_forget_principal)
+
+
+def _state() -> _AuthState:
+    state = current_app.extensions.get(_EXTENSION_KEY)
+    if state is None:
+        raise RuntimeError("call shared.auth.init_auth(app, store) before serving")
+    return cast(_AuthState, state)
+
+
+def _authorize_request() -> None:
+    if request.routing_exception is not None:
+        # Let Flask answer 404 or 405 before anything else is checked.
+        return
+    view = _view_for_request()
+    if request.path in _state().public_paths or getattr(view, "_public", False):
+        return
+    _check_access(getattr(view, "_access", None))
+
+
+def _view_for_request() -> Any:
+    view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        return view
+    method = request.method.lower()
+    handler = getattr(view_class, method, None)
+    if handler is None and method == "head":
+        handler = getattr(view_class, "get", None)
+    return handler
+
+
+def _check_access(access: Access | None) -> None:
+    principal = _authenticate()
+    g.principal = principal
+    g._principal_token = set_principal(principal)
+    if access is None:
+        raise forbidden(f"No role may call {request.method} {request.path}.")
+    if principal.role not in access.roles:
+        allowed = ", ".join(sorted(access.roles))
+        raise forbidden(
+            f"The role {principal.role} may not call {request.method} "
+            f"{request.path}; allowed roles: {allowed}."
+        )
+    g.purpose = _read_purpose()
+    if access.personal_data and principal.role == "inspector" and not g.purpose:
+        raise forbidden(
+            "An inspector must give the purpose of reading personal data in the "
+            f"{PURPOSE_HEADER} header (percent-encoded UTF-8)."
+        )
+    g._access_checked = True
+
+
+def _authenticate() -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    if not header:
+        _fail("The request has no bearer token; send 'Authorization: Bearer <token>'.")
+    if scheme.lower() != "bearer" or not token.strip():
+        _fail("The Authorization header must be 'Bearer <token>'.")
+    try:
+        principal = _state().store.authenticate(token.strip())
+    except TokenStoreError as error:
+        logger.error("token file unreadable: %s", error)
+        raise unavailable(
+            "The token file cannot be read; try again later.", retry_after=5
+        ) from None
+    if principal is None:
+        _fail("The bearer token is unknown or revoked; issue a new one.")
+    return principal
+
+
+def _fail(detail: str) -> NoReturn:
+    address = request.remote_addr or "unknown"
+    wait = _state().throttle.record_failure(address)
+    if wait is not None:
+        logger.warning("failed authentications over the limit from %s", address)
+        raise too_many_requests(
+            wait,
+            "Too many failed authentications from this address; retry later.",
+        )
+    raise unauthorized(detail)
+
+
+def _read_purpose() -> str | None:
+    raw = request.headers.get(PURPOSE_HEADER)
+    if raw is None:
+        return None
+    try:
+        octets = raw.encode("latin-1")
+    except UnicodeEncodeError:
+        octets = raw.encode("utf-8", "surrogatepass")
+    try:
+        text = unquote_to_bytes(octets).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _purpose_problem("is not percent-encoded UTF-8") from None
+    text = unicodedata.normalize("NFC", text).strip()
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise _purpose_problem("contains control characters")
+    if len(text) > MAX_PURPOSE_LENGTH:
+        raise _purpose_problem(f"is longer than {MAX_PURPOSE_LENGTH} characters")
+    if all(unicodedata.category(char) == "Cf" for char in text):
+        return None
+    return text
+
+
+def _purpose_problem(reason: str) -> Problem:
+    message = f"{PURPOSE_HEADER} {reason}."
+    return bad_request(message, errors={f"header.{PURPOSE_HEADER}": [message]})
+
+
+def _forget_principal(_error: BaseException | None) -> None:
+    token = g.pop("_principal_token", None)
+    if token is None:
+        return
+    try:
+        reset_principal(token)
+    except ValueError:
+        # The token came from another context (a preserved test request);
+        # resetting there is not possible, so the variable is left as is.
+        logger.debug("principal token belongs to another context")

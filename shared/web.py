@@ -1,0 +1,393 @@
+"""The Flask base of both services: errors, auth, OpenAPI, health and headers.
+
+A service builds its app with `create_base_app(...)`, registers blueprints
+made with this module's `Blueprint` on the returned `Api`, and declares roles
+with `shared.auth.requires` on each view::
+
+    blp = Blueprint("pupils", __name__, url_prefix="/api/v1/pupils")
+
+    @blp.route("")
+    class Pupils(MethodView):
+        @requires("registrar")
+        @blp.arguments(PupilSchema)
+        @blp.response(201, PupilOutSchema)
+        def post(self, body): ...
+
+        @requires("methodist", "registrar", "inspector", personal_data=True)
+        @blp.arguments(PupilListQuerySchema, location="query")
+        @blp.response(200, PupilPageSchema)
+        def get(self, query): ...
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import flask_smorest
+import marshmallow as ma
+from flask import Flask, Response, current_app, g, request
+from flask.json.provider import DefaultJSONProvider
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from shared.auth import (
+    BEARER_SCHEME_NAME,
+    FailedAuthThrottle,
+    TokenStore,
+    init_auth,
+    public,
+)
+from shared.clock import iso_utc
+from shared.config import Settings
+from shared.fields import (
+    SETTINGS_CONFIG_KEY,
+    Cursor,
+    StrictDate,
+    Text,
+    UtcTimestamp,
+    UUIDField,
+)
+from shared.jsonbody import parser
+from shared.problems import (
+    REQUEST_ID_HEADER,
+    install_error_handlers,
+    request_id,
+    unavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+OPENAPI_VERSION = "3.0.3"
+READINESS_RETRY_AFTER = 5
+POLL_FIRST_SECONDS = 0.02
+POLL_MAX_SECONDS = 0.05
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """A flask-smorest blueprint whose `arguments` apply the API's strict rules."""
+
+    ARGUMENTS_PARSER = parser
+
+
+class ProblemSchema(ma.Schema):
+    """An error answer (RFC 9457 problem details); documentation only."""
+
+    type = ma.fields.String()
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        metadata={"description": "Messages by field path, e.g. order.date"},
+    )
+
+
+class Api(flask_smorest.Api):
+    """A flask-smorest Api that answers every error as problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_error_handlers(self) -> None:
+        install_error_handlers(self._app)
+
+
+class ApiJSONProvider(DefaultJSONProvider):
+    """JSON with Cyrillic as is, keys in their given order, ISO dates."""
+
+    ensure_ascii = False
+    sort_keys = False
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        """Encode dates, timestamps, UUIDs and decimals that `json` cannot."""
+        if isinstance(o, datetime):
+            return iso_utc(o)
+        if isinstance(o, date):
+            return o.isoformat()
+        if isinstance(o, uuid.UUID):
+            return str(o)
+        if isinstance(o, Decimal):
+            return str(o)
+        return DefaultJSONProvider.default(o)
+
+
+def create_base_app(
+    *,
+    name: str,
+    title: str,
+    settings: Settings,
+    readiness: Callable[[], str | None],
+    token_store: TokenStore | None = None,
+    throttle: FailedAuthThrottle | None = None,
+) -> tuple[Flask, Api]:
+    """Build a Flask app and its Api with the rules both services share."""
+    app = Flask(name, static_folder=None)
+    app.json = ApiJSONProvider(app)
+    app.config.update(
+        {
+            SETTINGS_CONFIG_KEY: settings,
+            "MAX_CONTENT_LENGTH": settings.max_body_bytes,
+            "API_TITLE": title,
+            "API_VERSION": "v1",
+            "OPENAPI_VERSION": OPENAPI_VERSION,
+            "OPENAPI_URL_PREFIX": API_PREFIX,
+            "OPENAPI_JSON_PATH": "openapi.json",
+            "API_SPEC_OPTIONS": {"security": [{BEARER_SCHEME_NAME: []}]},
+        }
+    )
+    api = Api(app)
+    _register_field_types(api)
+    api.spec.components.security_scheme(
+        BEARER_SCHEME_NAME, {"type": "http", "scheme": "bearer"}
+    )
+    _install_request_hooks(app)
+    init_auth(
+        app,
+        token_store if token_store is not None else TokenStore(settings.tokens_file),
+        throttle=throttle,
+    )
+    _register_service_routes(app, api, readiness)
+    return app, api
+
+
+def _register_field_types(api: Api) -> None:
+    api.register_field(Text, "string", None)
+    api.register_field(StrictDate, "string", "date")
+    api.register_field(UtcTimestamp, "string", "date-time")
+    api.register_field(UUIDField, "string", "uuid")
+    api.register_field(Cursor, "string", None)
+
+
+def _install_request_hooks(app: Flask) -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    requests_total = Counter(
+        "http_requests_total",
+        "HTTP requests answered",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    duration = Histogram(
+        "http_request_duration_seconds",
+        "Time to answer an HTTP request",
+        ["method", "route"],
+        registry=registry,
+    )
+    app.extensions["pupil_records.metrics"] = registry
+
+    @app.before_request
+    def _start_request() -> None:
+        g.started_at = time.perf_counter()
+        supplied = request.headers.get(REQUEST_ID_HEADER, "")
+        if _CLIENT_REQUEST_ID.fullmatch(supplied):
+            g.request_id = supplied
+
+    @app.after_request
+    def _finish_request(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers[REQUEST_ID_HEADER] = request_id()
+        if request.path.startswith(API_PREFIX + "/"):
+            response.headers["Cache-Control"] = "no-store"
+        # Label by route template, never by path: paths hold pupil ids.
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        requests_total.labels(request.method, route, str(response.status_code)).inc()
+        started = g.get("started_at")
+        if started is not None:
+            duration.labels(request.method, route).observe(
+                time.perf_counter() - started
+            )
+        return response
+
+
+def _register_service_routes(
+    app: Flask, api: Api, readiness: Callable[[], str | None]
+) -> None:
+    @app.get("/healthz")
+    @public
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    @public
+    def readyz() -> dict[str, str]:
+        reason = _readiness_reason(readiness)
+        if reason is not None:
+            raise unavailable(f"Not ready: {reason}", READINESS_RETRY_AFTER)
+        return {"status": "ready"}
+
+    @app.get("/metrics")
+    @public
+    def metrics() -> Response:
+        # NOTE: each gunicorn worker counts its own requests; a scrape sees
+        # the worker that answered it.
+        registry = current_app.extensions["pupil_records.metrics"]
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get(f"{API_PREFIX}/docs")
+    @public
+    def docs() -> Response:
+        page = render_docs_page(api.spec.to_dict())
+        return Response(page, mimetype="text/html")
+
+
+def _readiness_reason(readiness: Callable[[], str | None]) -> str | None:
+    try:
+        return readiness()
+    except Exception:
+        logger.exception("readiness check failed (request id %s)", request_id())
+        return "the readiness check failed; see the service log"
+
+
+def wait_for_position(
+    read_position: Callable[[], int], target: int, timeout: float
+) -> int:
+    """Poll `read_position` until it reaches `target`; 503 after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    interval = POLL_FIRST_SECONDS
+    while True:
+        position = read_position()
+        if position >= target:
+            return position
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise unavailable(
+                f"The read model has not reached position {target} within "
+                f"{timeout:g} s (it is at {position}); retry later.",
+                retry_after=1,
+            )
+        time.sleep(min(interval, remaining))
+        interval = POLL_MAX_SECONDS
+
+
+def ensure_min_position(
+    read_position: Callable[[], int], min_position: int | None
+) -> None:
+    """Wait for `min_position` (if given) within the configured timeout."""
+    if min_position is None:
+        return
+    settings: Settings = current_app.config[SETTINGS_CONFIG_KEY]
+    wait_for_position(read_position, min_position, settings.min_position_timeout)
+
+
+_DOCS_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;
+padding:0 1rem;color:#1d1d1f}
+h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ccc;margin-top:2rem}
+.op{border:1px solid #ddd;border-radius:6px;margin:1rem 0;padding:.6rem 1rem}
+.method{display:inline-block;min-width:4.5rem;font-weight:bold;color:#fff;
+text-align:center;border-radius:4px;padding:.1rem .3rem;margin-right:.5rem}
+.get{background:#2b7bb9}.post{background:#2f9e44}.put,.patch{background:#e67700}
+.delete{background:#c92a2a}.head,.options{background:#666}
+code,pre{background:#f4f4f4;border-radius:3px;padding:.1rem .3rem}
+pre{padding:.6rem;overflow:auto}table{border-collapse:collapse}
+td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}
+.roles{color:#555}
+"""
+
+
+def render_docs_page(spec: dict[str, Any]) -> str:
+    """Render an OpenAPI document as one self-contained HTML page."""
+    info = spec.get("info", {})
+    title = html.escape(str(info.get("title", "API")))
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{title}</title><style>{_DOCS_STYLE}</style></head><body>",
+        f"<h1>{title}</h1>",
+        f"<p>Version {html.escape(str(info.get('version', '')))}. Machine-readable "
+        f"document: <a href='{API_PREFIX}/openapi.json'>openapi.json</a>. "
+        "Send <code>Authorization: Bearer &lt;token&gt;</code> with every "
+        "request to the API. Errors are <code>application/problem+json</code>.</p>",
+        "<h2>Operations</h2>",
+    ]
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and method != "parameters":
+                parts.append(_render_operation(path, method, operation))
+    parts.append("<h2>Schemas</h2>")
+    schemas = spec.get("components", {}).get("schemas", {})
+    for schema_name, schema in schemas.items():
+        parts.append(_render_schema(schema_name, schema))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _render_operation(path: str, method: str, operation: dict[str, Any]) -> str:
+    rows = [
+        f"<div class='op' id='{html.escape(operation.get('operationId', ''))}'>",
+        f"<span class='method {html.escape(method)}'>{html.escape(method.upper())}"
+        f"</span><code>{html.escape(path)}</code>",
+    ]
+    summary = operation.get("summary") or operation.get("description")
+    if summary:
+        rows.append(f"<p>{html.escape(str(summary))}</p>")
+    roles = operation.get("x-roles")
+    if roles:
+        rows.append(f"<p class='roles'>Roles: {html.escape(', '.join(roles))}</p>")
+    parameters = operation.get("parameters") or []
+    if parameters:
+        rows.append("<table><tr><th>parameter</th><th>in</th><th>schema</th></tr>")
+        for parameter in parameters:
+            rows.append(
+                f"<tr><td>{html.escape(str(parameter.get('name', '')))}</td>"
+                f"<td>{html.escape(str(parameter.get('in', '')))}</td>"
+                f"<td>{_schema_text(parameter.get('schema', {}))}</td></tr>"
+            )
+        rows.append("</table>")
+    body = operation.get("requestBody", {}).get("content", {})
+    for content_type, content in body.items():
+        rows.append(
+            f"<p>Body ({html.escape(content_type)}): "
+            f"{_schema_text(content.get('schema', {}))}</p>"
+        )
+    responses = operation.get("responses", {})
+    if responses:
+        codes = ", ".join(html.escape(str(code)) for code in responses)
+        rows.append(f"<p>Responses: {codes}</p>")
+    rows.append("</div>")
+    return "\n".join(rows)
+
+
+def _render_schema(name: str, schema: dict[str, Any]) -> str:
+    required = set(schema.get("required", []))
+    rows = [
+        f"<h3 id='schema-{html.escape(name)}'>{html.escape(name)}</h3>",
+        "<table><tr><th>field</th><th>type</th><th>required</th></tr>",
+    ]
+    for field_name, field in schema.get("properties", {}).items():
+        mark = "yes" if field_name in required else ""
+        rows.append(
+            f"<tr><td>{html.escape(field_name)}</td><td>{_schema_text(field)}</td>"
+            f"<td>{mark}</td></tr>"
+        )
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def _schema_text(schema: dict[str, Any]) -> str:
+    reference = schema.get("$ref")
+    if isinstance(reference, str):
+        target = reference.rsplit("/", 1)[-1]
+        return f"<a href='#schema-{html.escape(target)}'>{html.escape(target)}</a>"
+    kind = schema.get("type", "")
+    if kind == "array":
+        return f"array of {_schema_text(schema.get('items', {}))}"
+    details = [str(kind)] if kind else []
+    for key in ("format", "enum", "minimum", "maximum", "maxLength", "default"):
+        if key in schema:
+            details.append(f"{key}={schema[key]}")
+    return html.escape(" ".join(details)) or "any"
