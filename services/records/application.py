@@ -367,14 +367,16 @@ class RecordsApplication(Application[UUID]):
         errors: dict[str, list[str]] = {}
         for index, line in enumerate(attendance):
             try:
-                pupils.append(self.repository.get(line["pupil_id"]))
+                pupil = self.repository.get(line["pupil_id"])
             except AggregateNotFoundError:
+                pupil = None
+            # The id of a journal or programme is no pupil either.
+            if isinstance(pupil, Pupil):
+                pupils.append(pupil)
+            else:
                 errors[f"attendance.{index}.pupil_id"] = ["unknown pupil"]
         if errors:
             raise InvalidFieldError.many(errors)
-        for pupil in pupils:
-            if not isinstance(pupil, Pupil):
-                raise InvalidFieldError("attendance", "unknown pupil")
         return pupils
 
     def close_journal(self, journal_id: UUID, *, closed_on: date) -> CommandResult:
