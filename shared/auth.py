@@ -68,6 +68,7 @@ PUBLIC_PATHS: frozenset[str] = frozenset(
 PURPOSE_HEADER = "X-Purpose"
 MAX_PURPOSE_LENGTH = 1000
 MAX_TOKEN_LENGTH = 512
+MAX_HOLDER_NAME_LENGTH = 200
 FAILURE_LIMIT = 20
 FAILURE_WINDOW_SECONDS = 60.0
 TOKEN_FILE_VERSION = 1
@@ -142,9 +143,14 @@ class TokenStore:
     def issue(self, role: str, name: str) -> str:
         """Create a token for `name` in `role`, store its hash, return the token."""
         check_role(role)
-        clean_name = " ".join(name.split())
+        clean_name = " ".join(unicodedata.normalize("NFC", name).split())
         if not clean_name:
             raise TokenStoreError("the token holder's name must not be blank")
+        if len(clean_name) > MAX_HOLDER_NAME_LENGTH:
+            raise TokenStoreError(
+                f"the token holder's name is longer than {MAX_HOLDER_NAME_LENGTH} "
+                "characters"
+            )
         token = secrets.token_urlsafe(32)
         record = _TokenRecord(
             id=secrets.token_hex(8),

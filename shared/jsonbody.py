@@ -70,7 +70,7 @@ def read_json_body(req: flask.Request | None = None) -> dict[str, Any]:
     req = req if req is not None else flask.request
     _check_content_type(req)
     _check_size(req)
-    data = req.get_data(cache=True)
+    data = _read_body(req)
     if data.startswith(UTF8_BOM):
         data = data[len(UTF8_BOM) :]
     if not data.strip():
@@ -113,6 +113,17 @@ def _check_size(req: flask.Request) -> None:
     if limit is not None and req.content_length is not None:
         if req.content_length > limit:
             raise payload_too_large(limit)
+
+
+def _read_body(req: flask.Request) -> bytes:
+    data = req.get_data(cache=True)
+    limit = req.max_content_length
+    if req.content_length is None and limit is not None and len(data) >= limit:
+        # werkzeug stops a body of unknown length (chunked) at the limit
+        # without an error, so reaching the limit means the body was cut.
+        # NOTE: a chunked body of exactly the limit is refused as well.
+        raise payload_too_large(limit)
+    return data
 
 
 def _parse(data: bytes) -> Any:
@@ -174,11 +185,12 @@ def _too_deep() -> Problem:
 
 
 def _check_depth_and_numbers(document: dict[str, Any]) -> None:
+    # Depth counts objects and arrays: the body itself is level 1.
     rejected: FieldErrors = {}
     stack: list[tuple[Any, str, int]] = [(document, "", 1)]
     while stack:
         value, path, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
             raise _too_deep()
         if isinstance(value, dict):
             children = [(v, _join(path, k), depth + 1) for k, v in value.items()]
@@ -260,7 +272,9 @@ def _flatten_nested(
         _flatten_schema(value, schema, path, out)
         return
     for index, item in value.items():
-        if isinstance(item, Mapping):
+        if index == ma.exceptions.SCHEMA:
+            _add(out, path, item)
+        elif isinstance(item, Mapping):
             _flatten_schema(item, schema, _join(path, index), out)
         else:
             _add(out, _join(path, index), item)

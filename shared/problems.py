@@ -180,6 +180,9 @@ def install_error_handlers(app: Flask) -> None:
 def _handle_http_exception(error: HTTPException) -> Response:
     if error.response is not None:
         return cast(Response, error.response)
+    if error.code is not None and error.code < 400:
+        # Routing redirects (e.g. a missing trailing slash) keep their Location.
+        return cast(Response, error.get_response())
     return problem_response(problem_from_http_exception(error))
 
 
