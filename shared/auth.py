@@ -172,10 +172,10 @@ class TokenStore:
         """Delete the token with `token_id`; return whether it existed."""
         with self._exclusive():
             records = self._read_file()
-            kept = [record for record in records if record.id != token_id]
-            if len(kept) == len(records):
+            remaining = [record for record in records if record.id != token_id]
+            if len(remaining) == len(records):
                 return False
-            self._write_file(kept)
+            self._write_file(remaining)
         return True
 
     def authenticate(self, token: str) -> Principal | None:
@@ -286,7 +286,11 @@ def _fsync_directory(directory: Path) -> None:
 
 
 class FailedAuthThrottle:
-    """Counts failed authentications per address in fixed windows."""
+    """Counts failed authentications per address in fixed windows.
+
+    NOTE: counts live in the process, so with several server processes an
+    address gets up to the limit in each of them before it is throttled.
+    """
 
     def __init__(
         self,
@@ -329,7 +333,7 @@ class FailedAuthThrottle:
 
 @dataclass(frozen=True)
 class Access:
-    """Who may call a view: roles, and whether it reads personal data."""
+    """Access rule of a view: the allowed roles and whether it reads personal data."""
 
     roles: frozenset[str]
     personal_data: bool = False
@@ -413,15 +417,16 @@ def _state() -> _AuthState:
 
 def _authorize_request() -> None:
     if request.routing_exception is not None:
-        # Let Flask answer 404 or 405 before anything else is checked.
+        # Flask raises the routing error (404 or 405) before any other check.
         return
-    view = _view_for_request()
+    view = view_for_request()
     if request.path in _state().public_paths or getattr(view, "_public", False):
         return
     _check_access(getattr(view, "_access", None))
 
 
-def _view_for_request() -> Any:
+def view_for_request() -> Any:
+    """Return the function that handles this request's method, if routed."""
     view = current_app.view_functions.get(request.endpoint or "")
     view_class = getattr(view, "view_class", None)
     if view_class is None:

@@ -388,7 +388,8 @@ class MinPositionQuerySchema(ma.Schema):
 
 
 class PageQuerySchema(ma.Schema):
-    """Query of a list GET: `limit` and `cursor`."""
+    """Query of a list GET: `limit`, `cursor` and `min_position`."""
 
+    min_position = min_position_field()
     limit = limit_field()
     cursor = Cursor(load_default=None)

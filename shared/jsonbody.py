@@ -1,9 +1,10 @@
 """Strict JSON request bodies and query strings for flask-smorest views.
 
-`read_json_body()` applies the body checks in the order the API promises:
-content type (415), size (413), then JSON itself (400: missing, not UTF-8,
-malformed, duplicate keys, not an object, nested deeper than 32 levels), then
-`NaN`, `Infinity` and numbers out of range (422). `StrictParser` is a webargs
+`read_json_body()` applies the body checks in the order of the API contract.
+It checks the content type (415) and the size (413) first. Then it checks the
+JSON itself (400): missing, not UTF-8, malformed, duplicate keys, not an
+object, or nested deeper than 32 levels. Last come `NaN`, `Infinity` and
+numbers out of range (422). `StrictParser` is a webargs
 parser that uses it for `location="json"`, rejects unknown and repeated query
 parameters, and raises every validation error as a 422 problem whose
 `errors` are keyed by dotted field paths (`order.date`,

@@ -1,9 +1,10 @@
 """Errors as `application/problem+json` (RFC 9457), one shape for every status.
 
-Views and helpers raise `Problem` (or one of the constructors below);
-`install_error_handlers` turns it, werkzeug's HTTP errors, webargs' 422 and any
-unexpected exception into the same JSON shape: `type`, `title`, `status`,
-`detail`, plus `errors` (field path to messages) and any extra members.
+Views and helpers raise `Problem` or one of the constructors below.
+`install_error_handlers` renders it, werkzeug's HTTP errors, webargs' 422 and
+any unexpected exception in the same JSON shape. That shape has `type`,
+`title`, `status` and `detail`, plus `errors` (field path to messages) and any
+extra members.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ FieldErrors = dict[str, list[str]]
 
 
 class Problem(Exception):
-    """An HTTP error answered as problem+json; raise it from views or helpers."""
+    """An HTTP error rendered as problem+json; raise it from views or helpers."""
 
     def __init__(
         self,
@@ -86,7 +87,7 @@ def bad_request(detail: str, errors: Mapping[str, list[str]] | None = None) -> P
 
 
 def unauthorized(detail: str) -> Problem:
-    """Return a 401 problem that asks for a bearer token."""
+    """Return a 401 problem with a `WWW-Authenticate: Bearer` challenge."""
     return Problem(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -171,7 +172,7 @@ def problem_response(problem: Problem) -> Response:
 
 
 def install_error_handlers(app: Flask) -> None:
-    """Answer every error of `app` as problem+json (replaces earlier handlers)."""
+    """Render every error of `app` as problem+json, replacing earlier handlers."""
     app.register_error_handler(Problem, problem_response)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -45,10 +45,12 @@ from prometheus_client import (
 
 from shared.auth import (
     BEARER_SCHEME_NAME,
+    PUBLIC_PATHS,
     FailedAuthThrottle,
     TokenStore,
     init_auth,
     public,
+    view_for_request,
 )
 from shared.clock import iso_utc
 from shared.config import Settings
@@ -66,6 +68,7 @@ from shared.problems import (
     install_error_handlers,
     request_id,
     unavailable,
+    validation,
 )
 
 logger = logging.getLogger(__name__)
@@ -85,7 +88,7 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 class ProblemSchema(ma.Schema):
-    """An error answer (RFC 9457 problem details); documentation only."""
+    """An error response (RFC 9457 problem details), used only in the docs."""
 
     type = ma.fields.String()
     title = ma.fields.String()
@@ -99,7 +102,7 @@ class ProblemSchema(ma.Schema):
 
 
 class Api(flask_smorest.Api):
-    """A flask-smorest Api that answers every error as problem+json."""
+    """A flask-smorest Api that renders every error as problem+json."""
 
     ERROR_SCHEMA = ProblemSchema
 
@@ -162,6 +165,7 @@ def create_base_app(
         token_store if token_store is not None else TokenStore(settings.tokens_file),
         throttle=throttle,
     )
+    app.before_request(_reject_undeclared_query)
     _register_service_routes(app, api, readiness)
     return app, api
 
@@ -172,6 +176,30 @@ def _register_field_types(api: Api) -> None:
     api.register_field(UtcTimestamp, "string", "date-time")
     api.register_field(UUIDField, "string", "uuid")
     api.register_field(Cursor, "string", None)
+
+
+def _reject_undeclared_query() -> None:
+    # A GET without a query schema would silently ignore unknown parameters
+    # and `min_position`, which every GET must honour; reject them instead.
+    if request.method not in ("GET", "HEAD") or not request.args:
+        return
+    if request.routing_exception is not None or request.path in PUBLIC_PATHS:
+        return
+    view = view_for_request()
+    if view is None or getattr(view, "_public", False) or _declares_query(view):
+        return
+    raise validation(
+        {f"query.{name}": ["Unknown field."] for name in request.args},
+        "This endpoint takes no query parameters.",
+    )
+
+
+def _declares_query(view: Any) -> bool:
+    arguments = getattr(view, "_apidoc", {}).get("arguments", {})
+    return any(
+        parameter.get("in") in ("query", "querystring")
+        for parameter in arguments.get("parameters", [])
+    )
 
 
 def _install_request_hooks(app: Flask) -> None:
@@ -233,8 +261,8 @@ def _register_service_routes(
     @app.get("/metrics")
     @public
     def metrics() -> Response:
-        # NOTE: each gunicorn worker counts its own requests; a scrape sees
-        # the worker that answered it.
+        # NOTE: each gunicorn worker counts its own requests, so a scrape
+        # returns the counts of whichever worker handled it.
         registry = current_app.extensions["pupil_records.metrics"]
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
@@ -338,28 +366,35 @@ def _render_operation(path: str, method: str, operation: dict[str, Any]) -> str:
     roles = operation.get("x-roles")
     if roles:
         rows.append(f"<p class='roles'>Roles: {html.escape(', '.join(roles))}</p>")
-    parameters = operation.get("parameters") or []
-    if parameters:
-        rows.append("<table><tr><th>parameter</th><th>in</th><th>schema</th></tr>")
-        for parameter in parameters:
-            rows.append(
-                f"<tr><td>{html.escape(str(parameter.get('name', '')))}</td>"
-                f"<td>{html.escape(str(parameter.get('in', '')))}</td>"
-                f"<td>{_schema_text(parameter.get('schema', {}))}</td></tr>"
-            )
-        rows.append("</table>")
+
+    rows.extend(_render_parameters(operation.get("parameters") or []))
     body = operation.get("requestBody", {}).get("content", {})
     for content_type, content in body.items():
         rows.append(
             f"<p>Body ({html.escape(content_type)}): "
             f"{_schema_text(content.get('schema', {}))}</p>"
         )
+
     responses = operation.get("responses", {})
     if responses:
         codes = ", ".join(html.escape(str(code)) for code in responses)
         rows.append(f"<p>Responses: {codes}</p>")
     rows.append("</div>")
     return "\n".join(rows)
+
+
+def _render_parameters(parameters: list[dict[str, Any]]) -> list[str]:
+    if not parameters:
+        return []
+    rows = ["<table><tr><th>parameter</th><th>in</th><th>schema</th></tr>"]
+    for parameter in parameters:
+        rows.append(
+            f"<tr><td>{html.escape(str(parameter.get('name', '')))}</td>"
+            f"<td>{html.escape(str(parameter.get('in', '')))}</td>"
+            f"<td>{_schema_text(parameter.get('schema', {}))}</td></tr>"
+        )
+    rows.append("</table>")
+    return rows
 
 
 def _render_schema(name: str, schema: dict[str, Any]) -> str:

@@ -114,6 +114,12 @@ def boom() -> None:
     raise RuntimeError("secret internal detail")
 
 
+@blp.route("/plain")
+@requires("specialist")
+def plain() -> dict[str, str]:
+    return {"plain": "yes"}
+
+
 @blp.route("/undeclared")
 def undeclared() -> dict[str, str]:
     return {"reached": "yes"}
@@ -723,7 +729,8 @@ def test_docs_page_is_self_contained(client):
     assert response.mimetype == "text/html"
     assert "/api/v1/sessions" in page
     assert "<script" not in page
-    assert "http://" not in page and "https://" not in page
+    assert "http://" not in page
+    assert "https://" not in page
 
 
 def test_unexpected_error_is_500_without_traceback(client, specialist, caplog):
@@ -781,3 +788,15 @@ def test_metrics_label_routes_not_ids(client, specialist):
 
     assert "/api/v1/sessions/<uuid:session_id>/closure" in text
     assert PUPIL_ID not in text
+
+
+def test_get_without_query_schema_rejects_parameters(client, specialist):
+    assert client.get("/api/v1/sessions/plain", headers=specialist).status_code == 200
+
+    response = client.get("/api/v1/sessions/plain?min_position=1", headers=specialist)
+
+    assert list(assert_problem(response, 422)["errors"]) == ["query.min_position"]
+
+
+def test_undeclared_query_checked_after_auth(client):
+    assert_problem(client.get("/api/v1/sessions/plain?x=1"), 401)

@@ -113,14 +113,14 @@ def test_list_has_no_hashes(store: TokenStore):
 
 
 def test_revoke(store: TokenStore):
-    kept = store.issue("admin", "Остаётся")
-    gone = store.issue("admin", "Уходит")
-    gone_id = next(info.id for info in store.list() if info.name == "Уходит")
+    kept_token = store.issue("admin", "Остаётся")
+    revoked_token = store.issue("admin", "Уходит")
+    revoked_id = next(info.id for info in store.list() if info.name == "Уходит")
 
-    assert store.revoke(gone_id) is True
-    assert store.revoke(gone_id) is False
-    assert store.authenticate(gone) is None
-    assert store.authenticate(kept) is not None
+    assert store.revoke(revoked_id) is True
+    assert store.revoke(revoked_id) is False
+    assert store.authenticate(revoked_token) is None
+    assert store.authenticate(kept_token) is not None
 
 
 def test_other_instance_sees_new_token_at_once(store: TokenStore):

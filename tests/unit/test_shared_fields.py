@@ -257,7 +257,7 @@ def test_query_integer_rejects_other(text: Any):
 def test_page_query_defaults_and_limits():
     schema = PageQuerySchema()
 
-    assert schema.load({}) == {"limit": 100, "cursor": None}
+    assert schema.load({}) == {"limit": 100, "cursor": None, "min_position": None}
     assert schema.load({"limit": "1000"})["limit"] == 1000
     with pytest.raises(ma.ValidationError):
         schema.load({"limit": "1001"})
