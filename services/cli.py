@@ -1,0 +1,320 @@
+"""The `pupil-records` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shared.config import ConfigurationError, Settings
+
+# Named, not __name__, because the workers run this module as __main__.
+log = logging.getLogger("services.cli")
+
+# A worker that has not returned this long after SIGTERM exits at once. Its
+# batches are transactions, so an exit in the middle of one loses nothing.
+WORKER_STOP_TIMEOUT_SECONDS = 5.0
+
+CommandFunction = Callable[..., Any]
+
+
+class CommandError(click.ClickException):
+    """A command failed; click prints its one-line message and exits with 1."""
+
+
+class _TranslatingGroup(click.Group):
+    """Turns every unexpected error of a command into a one-line message."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ConfigurationError as error:
+            raise CommandError(str(error)) from error
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as error:
+            log.debug("command failed", exc_info=True)
+            raise CommandError(_one_line(error)) from error
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    detail = lines[0] if lines else "no details"
+    return f"{type(error).__name__}: {detail}"
+
+
+def data_dir_option(command: CommandFunction) -> CommandFunction:
+    """Add `--data-dir` to a leaf command."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Folder of the SQLite files, token file and logs "
+        "[default: $PUPIL_RECORDS_DATA_DIR, else ./var].",
+    )(command)
+
+
+def load_settings(data_dir: Path | None) -> Settings:
+    """Build the settings from the environment; `--data-dir` overrides it."""
+    try:
+        return Settings.from_env(data_dir=data_dir)
+    except ConfigurationError as error:
+        raise CommandError(str(error)) from None
+
+
+def configure_logging() -> None:
+    """Send log records of long-running commands to standard error."""
+    level = os.environ.get("PUPIL_RECORDS_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group(cls=_TranslatingGroup)
+def cli() -> None:
+    """Event-sourced pupil records and their archive."""
+
+
+# ------------------------------------------------------------------------ run
+
+
+@cli.command()
+@click.option(
+    "--records-port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    help="TCP port of the records service on 127.0.0.1.",
+)
+@click.option(
+    "--archive-port",
+    type=click.IntRange(1, 65535),
+    default=8001,
+    show_default=True,
+    help="TCP port of the archive service on 127.0.0.1.",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Load the demo centre through the HTTP API once the services are "
+    "ready, if the records store is empty.",
+)
+@data_dir_option
+def run(
+    records_port: int, archive_port: int, demo: bool, data_dir: Path | None
+) -> None:
+    """Start both services and their workers; Ctrl-C stops them."""
+    from services import runner
+    from shared.locks import LockHeldError
+
+    settings = load_settings(data_dir)
+    configure_logging()
+    try:
+        runner.run(settings, records_port, archive_port, demo)
+    except LockHeldError as error:
+        raise CommandError(
+            f"cannot start on the data dir {settings.data_dir}: {error}"
+        ) from None
+    except runner.RunnerError as error:
+        raise CommandError(str(error)) from None
+
+
+# ---------------------------------------------------------------------- token
+
+
+class RoleType(click.ParamType):
+    """A role name, checked against `shared.auth.ROLES`."""
+
+    name = "role"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: Any) -> str:
+        from shared.auth import ROLES
+
+        if value in ROLES:
+            return str(value)
+        self.fail(
+            f"{value!r} is not a role; choose one of: {', '.join(ROLES)}", param, ctx
+        )
+
+
+@cli.group()
+def token() -> None:
+    """Issue, list and revoke bearer tokens."""
+
+
+@contextmanager
+def token_store(data_dir: Path | None) -> Iterator[Any]:
+    """Open the token file of the settings; its errors become one-line messages."""
+    from shared.auth import TokenStore, TokenStoreError
+
+    settings = load_settings(data_dir)
+    try:
+        yield TokenStore(settings.tokens_file)
+    except TokenStoreError as error:
+        raise CommandError(str(error)) from None
+
+
+@token.command("issue")
+@click.option("--role", required=True, type=RoleType(), help="Role of the holder.")
+@click.option(
+    "--name", required=True, help='Full name of the holder, e.g. "Иванова Анна".'
+)
+@data_dir_option
+def token_issue(role: str, name: str, data_dir: Path | None) -> None:
+    """Issue a token and print it; only its hash is stored."""
+    if not name.strip():
+        raise click.BadParameter("must not be blank", param_hint="'--name'")
+    with token_store(data_dir) as store:
+        click.echo(store.issue(role, name))
+
+
+@token.command("list")
+@data_dir_option
+def token_list(data_dir: Path | None) -> None:
+    """List the issued tokens: id, role, holder and issue time."""
+    with token_store(data_dir) as store:
+        infos = store.list()
+    for info in infos:
+        click.echo(f"{info.id}\t{info.role}\t{info.name}\t{info.issued_at}")
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@data_dir_option
+def token_revoke(token_id: str, data_dir: Path | None) -> None:
+    """Revoke the token with this id; running services reject it at once."""
+    with token_store(data_dir) as store:
+        revoked = store.revoke(token_id)
+    if not revoked:
+        raise CommandError(
+            f"no token has the id {token_id!r}; `pupil-records token list` shows them"
+        )
+    click.echo(f"revoked {token_id}", err=True)
+
+
+# ------------------------------------------------------------ records, archive
+
+
+@cli.group()
+def records() -> None:
+    """Commands of the records service."""
+
+
+@cli.group()
+def archive() -> None:
+    """Commands of the archive service."""
+
+
+@contextmanager
+def services_stopped(settings: Settings, command: str) -> Iterator[None]:
+    """Hold the data dir's services lock alone, or fail while the services run."""
+    from services.runner import services_stopped as hold_services_lock
+    from shared.locks import LockHeldError
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with hold_services_lock(settings, f"pupil-records {command}"):
+            yield
+    except LockHeldError as error:
+        raise CommandError(
+            f"`{command}` cannot run while the services run on {settings.data_dir}: "
+            f"{error}"
+        ) from None
+
+
+@records.command("rebuild")
+@data_dir_option
+def records_rebuild(data_dir: Path | None) -> None:
+    """Rebuild the records read models from the event log, with progress."""
+    settings = load_settings(data_dir)
+    with services_stopped(settings, "records rebuild"):
+        from services.records.projector import rebuild
+
+        rebuild(settings, progress=True)
+    click.echo("records read models rebuilt", err=True)
+
+
+@archive.command("rebuild")
+@data_dir_option
+def archive_rebuild(data_dir: Path | None) -> None:
+    """Rebuild the archive read models from the archive's own log, with progress."""
+    settings = load_settings(data_dir)
+    with services_stopped(settings, "archive rebuild"):
+        from services.archive.readmodels import rebuild
+
+        rebuild(settings, progress=True)
+    click.echo("archive read models rebuilt", err=True)
+
+
+@records.command("project")
+@data_dir_option
+def records_project(data_dir: Path | None) -> None:
+    """Follow the records log into the read models until SIGTERM (internal)."""
+    settings = load_settings(data_dir)
+    from services.records.projector import run as run_projector
+
+    run_worker("records projector", run_projector, settings)
+
+
+@archive.command("follow")
+@data_dir_option
+def archive_follow(data_dir: Path | None) -> None:
+    """Follow the records event feed into the archive until SIGTERM (internal)."""
+    settings = load_settings(data_dir)
+    from services.archive.follower import run as run_follower
+
+    run_worker("archive follower", run_follower, settings)
+
+
+def run_worker(
+    name: str, target: Callable[[Settings, threading.Event], Any], settings: Settings
+) -> None:
+    """Call `target(settings, stop)` until SIGTERM or SIGINT sets `stop`."""
+    configure_logging()
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            log.warning("%s: second %s; exiting now", name, signal.Signals(signum).name)
+            os._exit(1)
+        log.info("%s: received %s; stopping", name, signal.Signals(signum).name)
+        stop.set()
+        _exit_if_still_running(name, WORKER_STOP_TIMEOUT_SECONDS)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handle)
+    log.info("%s started on %s", name, settings.data_dir)
+    target(settings, stop)
+    log.info("%s stopped", name)
+
+
+def _exit_if_still_running(name: str, timeout: float) -> None:
+    def exit_late() -> None:
+        log.error("%s did not stop within %.0f s; exiting", name, timeout)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(timeout, exit_late)
+    timer.daemon = True
+    timer.start()
+
+
+def main() -> None:
+    """Run the `pupil-records` command line."""
+    cli(prog_name="pupil-records")
+
+
+if __name__ == "__main__":
+    main()

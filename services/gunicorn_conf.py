@@ -1,0 +1,54 @@
+"""gunicorn settings of both web services, read from environment variables.
+
+Use it as
+`gunicorn -c python:services.gunicorn_conf 'services.records.web:create_app()'`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from shared.config import ConfigurationError
+
+
+def _env_int(key: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{key}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigurationError(f"{key}={raw!r} must be at least {minimum}")
+    return value
+
+
+bind = [os.environ.get("PUPIL_RECORDS_BIND", "").strip() or "127.0.0.1:8000"]
+workers = _env_int("WEB_CONCURRENCY", 2)
+threads = _env_int("PUPIL_RECORDS_THREADS", 4)
+worker_class = "gthread"
+
+# A worker that misses its heartbeat this long is killed and replaced. Long-poll
+# requests of the event feed (up to 30 s) run in worker threads, and the
+# heartbeat comes from the worker's main loop, so they do not count against it.
+timeout = _env_int("PUPIL_RECORDS_WORKER_TIMEOUT", 60)
+# Seconds a worker gets after SIGTERM to finish the requests in progress.
+graceful_timeout = _env_int("PUPIL_RECORDS_GRACEFUL_TIMEOUT", 10)
+keepalive = 5
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("PUPIL_RECORDS_LOG_LEVEL", "info").lower()
+
+# Without preload, gunicorn calls the app factory in each worker after fork, so
+# every worker builds its own Application. With preload the master would build
+# it and the forked workers would share its psycopg connections and hang.
+preload_app = False
+
+# gunicorn 25.1 and later open a control socket at one fixed path per user by
+# default, so two instances on one host (records and archive) would collide.
+# The process supervisor is `pupil-records run` or the container runtime.
+control_socket_disable = True
+
+proc_name = os.environ.get("PUPIL_RECORDS_PROC_NAME") or None

@@ -1,0 +1,270 @@
+"""Parts of `pupil-records run`: local tokens, child specs, backoff, gunicorn."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import signal
+import socket
+import stat
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from services import runner
+from shared.auth import ROLES, TokenStore
+from shared.config import ConfigurationError, Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env(environ={}, data_dir=tmp_path / "data")
+
+
+def test_local_tokens_one_per_role(settings: Settings) -> None:
+    tokens = runner.ensure_local_tokens(settings)
+    store = TokenStore(settings.tokens_file)
+
+    assert sorted(tokens) == sorted(ROLES)
+    for role, token in tokens.items():
+        principal = store.authenticate(token)
+        assert principal is not None, role
+        assert principal.role == role
+    assert len(store.list()) == len(ROLES)
+
+
+def test_local_tokens_file_is_private(settings: Settings) -> None:
+    tokens = runner.ensure_local_tokens(settings)
+    path = runner.local_tokens_path(settings)
+
+    assert path.parent == settings.data_dir
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text(encoding="utf-8")) == tokens
+
+
+def test_local_tokens_reused(settings: Settings) -> None:
+    first = runner.ensure_local_tokens(settings)
+    second = runner.ensure_local_tokens(settings)
+
+    assert second == first
+    assert len(TokenStore(settings.tokens_file).list()) == len(ROLES)
+
+
+def test_revoked_local_token_reissued(settings: Settings) -> None:
+    first = runner.ensure_local_tokens(settings)
+    store = TokenStore(settings.tokens_file)
+    [registrar] = [info for info in store.list() if info.role == "registrar"]
+    store.revoke(registrar.id)
+
+    second = runner.ensure_local_tokens(settings)
+
+    assert second["registrar"] != first["registrar"]
+    assert store.authenticate(second["registrar"]) is not None
+    others = {role: token for role, token in second.items() if role != "registrar"}
+    assert others == {role: t for role, t in first.items() if role != "registrar"}
+    saved = json.loads(runner.local_tokens_path(settings).read_text(encoding="utf-8"))
+    assert saved == second
+
+
+def test_local_token_of_other_role_reissued(settings: Settings) -> None:
+    first = runner.ensure_local_tokens(settings)
+    swapped = {**first, "admin": first["subscriber"]}
+    runner.local_tokens_path(settings).write_text(json.dumps(swapped))
+
+    second = runner.ensure_local_tokens(settings)
+
+    assert second["admin"] != first["subscriber"]
+    principal = TokenStore(settings.tokens_file).authenticate(second["admin"])
+    assert principal is not None
+    assert principal.role == "admin"
+
+
+@pytest.mark.parametrize("content", ["{broken", "[1, 2]", '{"admin": 5}'])
+def test_unreadable_local_tokens_reissued(settings: Settings, content: str) -> None:
+    settings.data_dir.mkdir(parents=True)
+    runner.local_tokens_path(settings).write_text(content)
+
+    tokens = runner.ensure_local_tokens(settings)
+
+    assert sorted(tokens) == sorted(ROLES)
+    saved = json.loads(runner.local_tokens_path(settings).read_text(encoding="utf-8"))
+    assert saved == tokens
+
+
+def test_process_specs_names_and_commands(settings: Settings) -> None:
+    specs = runner.process_specs(settings, 18000, 18001)
+    by_name = {spec.name: spec for spec in specs}
+
+    assert list(by_name) == [
+        "records-web",
+        "records-projector",
+        "archive-web",
+        "archive-follower",
+    ]
+    assert by_name["records-web"].argv[-1] == "services.records.web:create_app()"
+    assert by_name["archive-web"].argv[-1] == "services.archive.web:create_app()"
+    assert "python:services.gunicorn_conf" in by_name["records-web"].argv
+    assert by_name["records-projector"].argv[-2:] == ("records", "project")
+    assert by_name["archive-follower"].argv[-2:] == ("archive", "follow")
+    for spec in specs:
+        assert spec.argv[0] == sys.executable
+
+
+def test_process_specs_environment(settings: Settings) -> None:
+    configured = Settings.from_env(
+        environ={"ARCHIVE_FEED_TOKEN": "feed-token"}, data_dir=settings.data_dir
+    )
+    specs = {spec.name: spec for spec in runner.process_specs(configured, 9100, 9101)}
+
+    assert specs["records-web"].env["PUPIL_RECORDS_BIND"] == "127.0.0.1:9100"
+    assert specs["archive-web"].env["PUPIL_RECORDS_BIND"] == "127.0.0.1:9101"
+    for spec in specs.values():
+        for key, value in configured.with_env().items():
+            assert spec.env[key] == value, (spec.name, key)
+        assert spec.env["ARCHIVE_FEED_TOKEN"] == "feed-token"
+        assert spec.env["PUPIL_RECORDS_GRACEFUL_TIMEOUT"] == str(
+            runner.GUNICORN_GRACEFUL_TIMEOUT_SECONDS
+        )
+        assert Settings.from_env(environ=spec.env) == configured
+
+
+def test_restart_delay_doubles_to_cap(settings: Settings) -> None:
+    child = runner.Child(runner.ProcessSpec("worker", ("true",), {}), Path("x.log"))
+    delays = []
+    for _ in range(8):
+        child.started_at = 100.0
+        delays.append(child.schedule_restart(now=101.0))
+
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert child.restart_at == 131.0
+
+
+def test_restart_delay_resets_after_stable_run(settings: Settings) -> None:
+    child = runner.Child(runner.ProcessSpec("worker", ("true",), {}), Path("x.log"))
+    child.started_at = 0.0
+    for _ in range(4):
+        child.schedule_restart(now=1.0)
+
+    child.started_at = 10.0
+    delay = child.schedule_restart(now=10.0 + runner.STABLE_UPTIME_SECONDS)
+
+    assert delay == 1.0
+
+
+def test_describe_exit() -> None:
+    assert runner.describe_exit(3) == "exited with code 3"
+    assert runner.describe_exit(-signal.SIGKILL) == "was killed by SIGKILL"
+
+
+def test_busy_port_rejected() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        with pytest.raises(runner.RunnerError, match=f"port {port} .* in use"):
+            runner.check_port_free(port)
+
+
+def test_free_port_accepted() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    runner.check_port_free(port)
+
+
+def test_same_ports_rejected(settings: Settings) -> None:
+    with pytest.raises(runner.RunnerError, match="must differ"):
+        runner.run(settings, 18000, 18000)
+
+    assert not settings.data_dir.exists()
+
+
+def test_service_urls_probes() -> None:
+    urls = runner.ServiceUrls("http://127.0.0.1:1", "http://127.0.0.1:2")
+
+    assert urls.probes() == [
+        "http://127.0.0.1:1/healthz",
+        "http://127.0.0.1:1/readyz",
+        "http://127.0.0.1:2/healthz",
+        "http://127.0.0.1:2/readyz",
+    ]
+
+
+def load_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
+    for key in (
+        "PUPIL_RECORDS_BIND",
+        "WEB_CONCURRENCY",
+        "PUPIL_RECORDS_THREADS",
+        "PUPIL_RECORDS_GRACEFUL_TIMEOUT",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    sys.modules.pop("services.gunicorn_conf", None)
+    return importlib.import_module("services.gunicorn_conf")
+
+
+def test_gunicorn_conf_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = load_gunicorn_conf(monkeypatch)
+
+    assert conf.bind == ["127.0.0.1:8000"]
+    assert conf.workers == 2
+    assert conf.threads == 4
+    assert conf.worker_class == "gthread"
+    assert conf.preload_app is False
+    assert conf.accesslog == "-"
+    assert conf.graceful_timeout == 10
+    assert conf.control_socket_disable is True
+
+
+def test_gunicorn_conf_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = load_gunicorn_conf(
+        monkeypatch,
+        PUPIL_RECORDS_BIND="0.0.0.0:9000",
+        WEB_CONCURRENCY="3",
+        PUPIL_RECORDS_THREADS="8",
+        PUPIL_RECORDS_GRACEFUL_TIMEOUT="5",
+    )
+
+    assert conf.bind == ["0.0.0.0:9000"]
+    assert conf.workers == 3
+    assert conf.threads == 8
+    assert conf.graceful_timeout == 5
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1"])
+def test_gunicorn_conf_bad_workers(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    with pytest.raises(ConfigurationError, match="WEB_CONCURRENCY"):
+        load_gunicorn_conf(monkeypatch, WEB_CONCURRENCY=value)
+    sys.modules.pop("services.gunicorn_conf", None)
+
+
+def test_gunicorn_conf_loads_in_gunicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gunicorn.app.base import Application
+
+    load_gunicorn_conf(
+        monkeypatch, PUPIL_RECORDS_BIND="127.0.0.1:9911", WEB_CONCURRENCY="3"
+    )
+    sys.modules.pop("services.gunicorn_conf", None)
+
+    class ConfigProbe(Application):
+        def load_config(self) -> None:
+            self.load_config_from_module_name_or_filename(
+                "python:services.gunicorn_conf"
+            )
+
+        def load(self) -> None:
+            return None
+
+    config = ConfigProbe().cfg
+
+    assert config.bind == ["127.0.0.1:9911"]
+    assert config.workers == 3
+    assert config.threads == 4
+    assert config.worker_class_str == "gthread"
+    assert config.preload_app is False
+    assert config.accesslog == "-"
