@@ -462,8 +462,12 @@ def _check_access(access: Access | None) -> None:
 def _authenticate() -> Principal:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.strip().partition(" ")
-    if not header:
-        _fail("The request has no bearer token; send 'Authorization: Bearer <token>'.")
+    if not header.strip():
+        # No credential was tried, so nothing was guessed: such requests are
+        # not counted towards the throttle.
+        raise unauthorized(
+            "The request has no bearer token; send 'Authorization: Bearer <token>'."
+        )
     if scheme.lower() != "bearer" or not token.strip():
         _fail("The Authorization header must be 'Bearer <token>'.")
     try:

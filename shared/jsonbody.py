@@ -236,7 +236,7 @@ def _flatten_schema(
     path: str,
     out: FieldErrors,
 ) -> None:
-    by_key: dict[str, ma.fields.Field] = {}
+    by_key: dict[str, ma.fields.Field[Any]] = {}
     if schema is not None:
         by_key = {
             field.data_key or name: field for name, field in schema.fields.items()
@@ -249,7 +249,7 @@ def _flatten_schema(
 
 
 def _flatten_value(
-    value: Any, field: ma.fields.Field | None, path: str, out: FieldErrors
+    value: Any, field: ma.fields.Field[Any] | None, path: str, out: FieldErrors
 ) -> None:
     if not isinstance(value, Mapping):
         _add(out, path, value)
@@ -282,7 +282,7 @@ def _flatten_nested(
 
 
 def _flatten_mapping(
-    value: Mapping[Any, Any], field: ma.fields.Mapping, path: str, out: FieldErrors
+    value: Mapping[Any, Any], field: ma.fields.Mapping[Any], path: str, out: FieldErrors
 ) -> None:
     for key, item in value.items():
         item_path = _join(path, key)

@@ -81,7 +81,8 @@ POLL_MAX_SECONDS = 0.05
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-class Blueprint(flask_smorest.Blueprint):
+# flask-smorest ships no type hints, so mypy sees its classes as Any.
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
     """A flask-smorest blueprint whose `arguments` apply the API's strict rules."""
 
     ARGUMENTS_PARSER = parser
@@ -101,7 +102,7 @@ class ProblemSchema(ma.Schema):
     )
 
 
-class Api(flask_smorest.Api):
+class Api(flask_smorest.Api):  # type: ignore[misc]
     """A flask-smorest Api that renders every error as problem+json."""
 
     ERROR_SCHEMA = ProblemSchema

@@ -419,20 +419,40 @@ def test_valid_token_served_while_throttled(client, clock, specialist):
 
 
 def test_throttle_ends_with_window(client, clock):
+    bad = {"Authorization": "Bearer wrong"}
     for _ in range(21):
-        client.get("/api/v1/sessions")
+        client.get("/api/v1/sessions", headers=bad)
     clock.now += 60
 
-    assert_problem(client.get("/api/v1/sessions"), 401)
+    assert_problem(client.get("/api/v1/sessions", headers=bad), 401)
 
 
 def test_throttle_counts_per_address(client, clock):
+    bad = {"Authorization": "Bearer wrong"}
     for _ in range(21):
-        client.get("/api/v1/sessions", environ_base={"REMOTE_ADDR": "127.0.0.2"})
+        client.get(
+            "/api/v1/sessions", headers=bad, environ_base={"REMOTE_ADDR": "127.0.0.2"}
+        )
 
-    assert_problem(
-        client.get("/api/v1/sessions", environ_base={"REMOTE_ADDR": "127.0.0.3"}), 401
+    response = client.get(
+        "/api/v1/sessions", headers=bad, environ_base={"REMOTE_ADDR": "127.0.0.3"}
     )
+
+    assert_problem(response, 401)
+
+
+def test_malformed_headers_count_as_failures(client):
+    for _ in range(20):
+        client.get("/api/v1/sessions", headers={"Authorization": "Basic dXNlcg=="})
+
+    response = client.get("/api/v1/sessions", headers={"Authorization": "Bearer"})
+
+    assert_problem(response, 429)
+
+
+def test_missing_token_never_throttled(client):
+    for _ in range(30):
+        assert_problem(client.get("/api/v1/sessions"), 401)
 
 
 # The order of checks: 401 before 403 before 415 before 413 before 400 before 422
