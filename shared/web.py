@@ -81,7 +81,7 @@ POLL_MAX_SECONDS = 0.05
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-# flask-smorest ships no type hints, so mypy sees its classes as Any.
+# flask-smorest ships no type hints, so mypy types its classes as Any.
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
     """A flask-smorest blueprint whose `arguments` apply the API's strict rules."""
 
@@ -367,6 +367,11 @@ def _render_operation(path: str, method: str, operation: dict[str, Any]) -> str:
     roles = operation.get("x-roles")
     if roles:
         rows.append(f"<p class='roles'>Roles: {html.escape(', '.join(roles))}</p>")
+    if operation.get("x-personal-data"):
+        rows.append(
+            "<p class='roles'>Reads personal data: an inspector must send "
+            "<code>X-Purpose</code> (percent-encoded UTF-8).</p>"
+        )
 
     rows.extend(_render_parameters(operation.get("parameters") or []))
     body = operation.get("requestBody", {}).get("content", {})
@@ -424,6 +429,6 @@ def _schema_text(schema: dict[str, Any]) -> str:
         return f"array of {_schema_text(schema.get('items', {}))}"
     details = [str(kind)] if kind else []
     for key in ("format", "enum", "minimum", "maximum", "maxLength", "default"):
-        if key in schema:
+        if schema.get(key) is not None:
             details.append(f"{key}={schema[key]}")
     return html.escape(" ".join(details)) or "any"

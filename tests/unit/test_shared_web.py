@@ -84,6 +84,7 @@ def test_docs_page_escapes_and_links():
                 "post": {
                     "summary": "Open a <file>",
                     "x-roles": ["registrar"],
+                    "x-personal-data": True,
                     "requestBody": {
                         "content": {
                             "application/json": {
@@ -111,5 +112,6 @@ def test_docs_page_escapes_and_links():
     assert "<Records>" not in page
     assert "Open a &lt;file&gt;" in page
     assert "Roles: registrar" in page
+    assert "X-Purpose" in page
     assert "href='#schema-Pupil'" in page
     assert "maxLength=200" in page
