@@ -1,0 +1,1 @@
+"""End-to-end tests: `pupil-records run` and its processes, driven over HTTP."""
