@@ -1,0 +1,134 @@
+"""Normalisation of full names, the key of duplicate detection and ordering."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.records.domain.names import normalise_name, normalised_full_name
+from services.records.domain.pupils import PupilIdentity
+
+BIRTH = date(2015, 4, 3)
+
+
+def identity(surname, name, patronymic, birth_date=BIRTH):
+    return PupilIdentity.id_for(surname, name, patronymic, birth_date)
+
+
+def test_decomposed_letters_equal_composed():
+    decomposed = unicodedata.normalize("NFD", "Йошкина")
+
+    assert decomposed != "Йошкина"
+    assert normalise_name(decomposed) == normalise_name("Йошкина")
+
+
+def test_case_ignored():
+    assert normalise_name("ПЕТРОВА") == normalise_name("петрова")
+
+
+def test_yo_folds_to_ye():
+    assert normalise_name("Ёлкин") == normalise_name("елкин")
+    assert normalise_name("Семёнова") == normalise_name("СЕМЕНОВА")
+
+
+def test_decomposed_yo_folds_to_ye():
+    decomposed = unicodedata.normalize("NFD", "Семёнова")
+
+    assert normalise_name(decomposed) == normalise_name("Семенова")
+
+
+def test_surrounding_and_repeated_spaces_ignored():
+    assert normalise_name("  Анна   Мария\t") == normalise_name("Анна Мария")
+
+
+def test_inner_space_kept():
+    assert normalise_name("Анна Мария") != normalise_name("АннаМария")
+
+
+def test_missing_patronymic_equals_empty():
+    assert normalised_full_name("Иванов", "Пётр", None) == normalised_full_name(
+        "Иванов", "Пётр", "  "
+    )
+
+
+def test_full_name_puts_surname_first():
+    assert normalised_full_name("Иванов", "Пётр", "Сергеевич") == (
+        "иванов петр сергеевич"
+    )
+
+
+@pytest.mark.parametrize(
+    ("surname", "name", "patronymic"),
+    [
+        ("ИВАНОВ", "ПЁТР", "СЕРГЕЕВИЧ"),
+        (" иванов ", "петр", "сергеевич"),
+        (unicodedata.normalize("NFD", "Иванов"), "Пётр", "Сергеевич  "),
+        ("Иванов", "Петр", "Сергеевич"),
+    ],
+)
+def test_identity_of_same_pupil_matches(surname, name, patronymic):
+    assert identity(surname, name, patronymic) == identity(
+        "Иванов", "Пётр", "Сергеевич"
+    )
+
+
+def test_identity_differs_by_birth_date():
+    assert identity("Иванов", "Пётр", None) != identity(
+        "Иванов", "Пётр", None, date(2015, 4, 4)
+    )
+
+
+def test_identity_differs_by_patronymic():
+    assert identity("Иванов", "Пётр", None) != identity("Иванов", "Пётр", "Ильич")
+
+
+LETTERS = "абвгдеёжзийклмнопрстуфхцчшщъыьэюяabcdefghijklmnopqrstuvwxyz-"
+words = st.lists(
+    st.text(alphabet=LETTERS, min_size=1, max_size=8), min_size=1, max_size=3
+)
+
+
+def respell(parts, data):
+    """Return the words with random case, spacing and ё/е spelling."""
+    spaced = []
+    for part in parts:
+        letters = []
+        for letter in part:
+            if letter in "её" and data.draw(st.booleans()):
+                letter = "ё" if letter == "е" else "е"
+            if data.draw(st.booleans()):
+                letter = letter.upper()
+            letters.append(letter)
+        spaced.append("".join(letters))
+    gap = data.draw(st.sampled_from([" ", "  ", "\t", " \u00a0"]))
+    edge = data.draw(st.sampled_from(["", " ", "\n"]))
+    return edge + gap.join(spaced) + edge
+
+
+@given(words, st.data())
+def test_respelled_name_normalises_alike(parts, data):
+    original = " ".join(parts)
+    variant = respell(parts, data)
+
+    assert normalise_name(variant) == normalise_name(original)
+
+
+@given(words, st.data())
+def test_respelled_name_keeps_identity(parts, data):
+    variant = respell(parts, data)
+    normal_form = unicodedata.normalize(
+        data.draw(st.sampled_from(["NFC", "NFD"])), variant
+    )
+
+    assert identity(normal_form, "Анна", None) == identity(" ".join(parts), "анна", "")
+
+
+@given(st.text())
+def test_normalisation_is_idempotent(text):
+    once = normalise_name(text)
+
+    assert normalise_name(once) == once
