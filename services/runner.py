@@ -22,7 +22,9 @@ from typing import IO, Any
 
 import requests
 
+from shared.auth import ROLES, TokenStore
 from shared.config import Settings
+from shared.locks import ProcessLock
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +104,6 @@ def services_running(settings: Settings) -> Iterator[None]:
     a rebuild is in progress. The services lock is taken shared, so that
     service processes may hold it too while a rebuild needs it alone.
     """
-    from shared.locks import ProcessLock
-
     owner = "pupil-records run"
     with ProcessLock(run_lock_path(settings), owner=owner):
         with ProcessLock(services_lock_path(settings), owner=owner, shared=True):
@@ -113,8 +113,6 @@ def services_running(settings: Settings) -> Iterator[None]:
 @contextmanager
 def services_stopped(settings: Settings, owner: str) -> Iterator[None]:
     """Hold the services lock alone; raise `LockHeldError` while they run."""
-    from shared.locks import ProcessLock
-
     with ProcessLock(services_lock_path(settings), owner=owner):
         yield
 
@@ -145,8 +143,6 @@ def ensure_local_tokens(settings: Settings) -> dict[str, str]:
     A role gets a new token only when its saved token is missing or was
     revoked. The plain tokens are saved in the data dir with mode 0600.
     """
-    from shared.auth import ROLES, TokenStore
-
     store = TokenStore(settings.tokens_file)
     path = local_tokens_path(settings)
     saved = _read_local_tokens(path)
@@ -168,7 +164,7 @@ def _local_holder_name(role: str) -> str:
     return f"Local {role} (pupil-records run)"
 
 
-def _token_is_valid(store: Any, token: str, role: str) -> bool:
+def _token_is_valid(store: TokenStore, token: str, role: str) -> bool:
     principal = store.authenticate(token)
     return principal is not None and principal.role == role
 
@@ -236,7 +232,7 @@ def process_specs(
 
 
 def check_port_free(port: int) -> None:
-    """Raise RunnerError when nothing can listen on HOST:port."""
+    """Raise RunnerError when a server could not listen on HOST:port now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -262,9 +258,13 @@ class OutputSink:
 
     def write(self, name: str, line: str) -> None:
         """Write one line of the process `name` to the terminal."""
+        self.write_text(f"{name:<{self._width}} | {line}\n")
+
+    def write_text(self, text: str) -> None:
+        """Write `text` as is, never in the middle of another process's line."""
         with self._lock:
             try:
-                self._stream.write(f"{name:<{self._width}} | {line}\n")
+                self._stream.write(text)
                 self._stream.flush()
             except (OSError, ValueError):
                 pass  # a closed terminal must not stop the services
@@ -329,7 +329,7 @@ class Child:
 
     def terminate(self) -> None:
         """Ask the process to stop (SIGTERM to the process, not its group)."""
-        if self.process is not None and self.running:
+        if self.running and self.process is not None:
             _signal_quietly(self.process.pid, signal.SIGTERM)
 
     def kill_group(self) -> None:
@@ -416,7 +416,7 @@ class Supervisor:
         for child in self.children:
             if child.running:
                 log.warning("%s did not stop in time; killing it", child.name)
-            # Also reaps gunicorn workers left behind by a master that exited.
+            # Also kills gunicorn workers left behind by a master that exited.
             child.kill_group()
         for child in self.children:
             if child.reader is not None:
@@ -565,12 +565,12 @@ def _supervise(
     supervisor = Supervisor(specs, logs_dir(settings), sink)
     _load_libc()
 
-    with _stop_signals(stop, force):
+    with _stop_signals(stop, force), _log_to_file(logs_dir(settings) / "run.log"):
         try:
             supervisor.start_all()
             if not wait_until_ready(supervisor, urls.probes(), stop):
                 return
-            _print_banner(out, urls, local_tokens_path(settings))
+            _print_banner(sink, urls, local_tokens_path(settings))
             if demo:
                 _start_demo_loader(urls.records, tokens, stop)
             while not stop.is_set():
@@ -582,7 +582,20 @@ def _supervise(
             log.info("stopped")
 
 
-def _print_banner(out: IO[str], urls: ServiceUrls, tokens_file: Path) -> None:
+@contextmanager
+def _log_to_file(path: Path) -> Iterator[None]:
+    """Copy the supervisor's own log records to `path` while the block runs."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _print_banner(sink: OutputSink, urls: ServiceUrls, tokens_file: Path) -> None:
     lines = [
         "",
         "pupil-records is running:",
@@ -592,8 +605,7 @@ def _print_banner(out: IO[str], urls: ServiceUrls, tokens_file: Path) -> None:
         "Press Ctrl-C to stop.",
         "",
     ]
-    out.write("\n".join(lines) + "\n")
-    out.flush()
+    sink.write_text("\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------- demo
@@ -632,25 +644,34 @@ def _start_demo_loader(
 
 def _load_demo(records_url: str, tokens: dict[str, str], stop: threading.Event) -> None:
     try:
-        if not records_store_is_empty(records_url, tokens):
-            log.info("demo data not loaded because the records store is not empty")
-            return
-        load: Callable[..., Any] = _demo_loader()
-        log.info("loading the demo data through %s", records_url)
-        summary = load(records_url, tokens, progress=True)
+        _load_demo_if_empty(records_url, tokens)
     except Exception as error:  # the services keep running without demo data
         if stop.is_set():
             log.info("demo data load interrupted by the stop")
         else:
             log.error("demo data load failed: %s", _one_line(error))
+
+
+def _load_demo_if_empty(records_url: str, tokens: dict[str, str]) -> None:
+    if not records_store_is_empty(records_url, tokens):
+        log.info("demo data not loaded because the records store is not empty")
         return
+    try:
+        load = _demo_loader()
+    except ImportError as error:
+        log.error("demo data not loaded: the demo loader is missing (%s)", error)
+        return
+
+    log.info("loading the demo data through %s", records_url)
+    summary = load(records_url, tokens, progress=True)
     log.info("demo data loaded: %s", summary)
 
 
 def _demo_loader() -> Callable[..., Any]:
     from services.demo import load
 
-    return load
+    loader: Callable[..., Any] = load
+    return loader
 
 
 def _one_line(error: BaseException) -> str:

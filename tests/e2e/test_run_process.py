@@ -53,6 +53,15 @@ def test_children_prefix_their_output(services: RunningServices) -> None:
         assert (services.data_dir / "logs" / f"{name}.log").stat().st_size > 0
 
 
+def test_supervisor_logs_to_file(services: RunningServices) -> None:
+    text = (services.data_dir / "logs" / "run.log").read_text(encoding="utf-8")
+
+    assert "started records-web" in text
+    assert "started archive-follower" in text
+    for token in services.tokens.values():
+        assert token not in text
+
+
 def test_local_tokens_private_and_valid(services: RunningServices) -> None:
     path = services.data_dir / runner.LOCAL_TOKENS_FILE_NAME
     store = TokenStore(services.data_dir / "tokens.json")

@@ -526,3 +526,19 @@ def test_demo_skipped_when_check_fails(
     assert calls == []
     assert "demo data load failed" in caplog.text
     assert "registrar-token" not in caplog.text
+
+
+def test_demo_loader_missing_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def missing_loader() -> Callable[..., object]:
+        raise ImportError("cannot import name 'load' from 'services.demo'")
+
+    monkeypatch.setattr(runner, "_demo_loader", missing_loader)
+    caplog.set_level(logging.INFO, logger="services.runner")
+
+    with RecordsStub(pupils=[]) as stub:
+        runner._load_demo(stub.url, dict(TOKENS), threading.Event())
+
+    assert "the demo loader is missing" in caplog.text
+    assert "demo data loaded" not in caplog.text
