@@ -1,0 +1,48 @@
+"""The records service's HTTP interface: `create_app()` for gunicorn.
+
+gunicorn runs `services.records.web:create_app()` in each worker. The app
+builds its records application, SQLAlchemy engine and read models on first
+use (see `runtime`), never at import time and never in the gunicorn master.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from services.records.web import events, journals, programmes, pupils
+from services.records.web.common import IdConverter, id_parameter_schema
+from services.records.web.errors import install_records_error_handlers
+from services.records.web.runtime import RecordsRuntime, get_runtime, install_runtime
+from services.records.web.schemas import register_response_fields
+from shared.auth import FailedAuthThrottle, TokenStore
+from shared.config import Settings
+from shared.web import create_base_app
+
+__all__ = ["create_app", "get_runtime"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    token_store: TokenStore | None = None,
+    throttle: FailedAuthThrottle | None = None,
+) -> Flask:
+    """Build the records web app; settings come from the environment by default."""
+    settings = settings if settings is not None else Settings.from_env()
+    runtime = RecordsRuntime(settings)
+    app, api = create_base_app(
+        name=__name__,
+        title="pupil-records: records service",
+        settings=settings,
+        readiness=runtime.readiness,
+        token_store=token_store,
+        throttle=throttle,
+    )
+    install_runtime(app, runtime)
+    install_records_error_handlers(app)
+    register_response_fields(api)
+    app.url_map.converters["id"] = IdConverter
+    api.register_converter(IdConverter, id_parameter_schema)
+    for blueprint in (programmes.blp, pupils.blp, journals.blp, events.blp):
+        api.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,113 @@
+"""The public event feed, `GET /api/v1/events`, with long-poll."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import marshmallow as ma
+from flask.views import MethodView
+
+from services.records.application import RecordsApplication
+from services.records.feed import PUBLIC_TYPES, has_public_event_after, read_feed
+from services.records.web.common import Body, records
+from services.records.web.runtime import get_runtime
+from services.records.web.schemas import TimestampString
+from shared.auth import requires
+from shared.fields import QueryInteger, limit_field, min_position_field
+from shared.web import Blueprint, wait_for_position
+
+FEED_READERS = ("subscriber", "archivist", "admin")
+MAX_WAIT_SECONDS = 30
+POLL_SECONDS = 0.05
+
+blp = Blueprint(
+    "events",
+    __name__,
+    url_prefix="/api/v1/events",
+    description="Public events of the records log as CloudEvents, by position.",
+)
+
+
+class EventFeedQueryArgsSchema(ma.Schema):
+    """Query of the feed: where to start, how many, which types, how long to wait."""
+
+    after = QueryInteger(
+        load_default=0,
+        validate=ma.validate.Range(min=0),
+        metadata={"description": "Answer events after this records position"},
+    )
+    limit = limit_field()
+    type = ma.fields.List(
+        ma.fields.String(),
+        load_default=list,
+        validate=ma.validate.ContainsOnly(
+            PUBLIC_TYPES, error="Unknown event type; expected some of: {choices}."
+        ),
+        metadata={"description": "Event types to answer (repeatable); default all"},
+    )
+    wait = ma.fields.Float(
+        load_default=0.0,
+        allow_nan=False,
+        validate=ma.validate.Range(min=0, max=MAX_WAIT_SECONDS),
+        metadata={"description": "Seconds to wait for a matching event (long-poll)"},
+    )
+    min_position = min_position_field()
+
+
+class PublicEventSchema(ma.Schema):
+    """A public event: a CloudEvents 1.0 JSON object."""
+
+    specversion = ma.fields.String()
+    id = ma.fields.String()
+    source = ma.fields.String()
+    type = ma.fields.String(metadata={"enum": list(PUBLIC_TYPES)})
+    subject = ma.fields.String(metadata={"description": "pupils/{id} or journals/{id}"})
+    time = TimestampString()
+    datacontenttype = ma.fields.String()
+    sequence = ma.fields.String(metadata={"description": "The position as text"})
+    position = ma.fields.Integer()
+    data = ma.fields.Dict()
+
+
+class EventPageSchema(ma.Schema):
+    """A page of the feed; pass `last_position` as the next `after`."""
+
+    events = ma.fields.List(ma.fields.Nested(PublicEventSchema))
+    last_position = ma.fields.Integer()
+    head_position = ma.fields.Integer()
+
+
+@blp.route("")
+class Events(MethodView):
+    @requires(*FEED_READERS)
+    @blp.arguments(EventFeedQueryArgsSchema, location="query")
+    @blp.response(200, EventPageSchema)
+    def get(self, query: Body) -> Body:
+        """Return public events after `after`, oldest first, waiting up to `wait` s."""
+        application = records()
+        if query["min_position"] is not None:
+            wait_for_min_position(application, query["min_position"])
+        types: list[str] = query["type"]
+        if query["wait"] > 0:
+            wait_for_event(application, query["after"], types, query["wait"])
+        return read_feed(application, query["after"], query["limit"], types)
+
+
+def wait_for_min_position(application: RecordsApplication, position: int) -> None:
+    """Wait until the log contains `position` (a 503 problem after the timeout)."""
+    timeout = get_runtime().settings.min_position_timeout
+    wait_for_position(application.head_position, position, timeout)
+
+
+def wait_for_event(
+    application: RecordsApplication, after: int, types: Sequence[str], seconds: float
+) -> bool:
+    """Poll until a matching public event follows `after`; False on timeout."""
+    deadline = time.monotonic() + seconds
+    while not has_public_event_after(application, after, types):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(POLL_SECONDS, remaining))
+    return True

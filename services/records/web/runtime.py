@@ -1,0 +1,147 @@
+"""The records application, engine and read models of one web process.
+
+They are built on first use, inside a worker: gunicorn calls `create_app()` in
+each worker after fork, and nothing here runs before a request needs it, so no
+database connection is ever opened in the master or at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from eventsourcing.persistence import PersistenceError
+from flask import Flask, current_app
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.records.application import RecordsApplication
+from services.records.projector import RecordsProjector
+from services.records.readmodels import RecordsReadModels
+from shared.config import Settings
+from shared.storage import create_sql_engine, is_memory
+
+logger = logging.getLogger(__name__)
+
+EXTENSION_KEY = "pupil_records.records_runtime"
+
+
+@dataclass(frozen=True)
+class Components:
+    """The objects one process serves the records API with."""
+
+    application: RecordsApplication
+    engine: Engine
+    read_models: RecordsReadModels
+    # Only with memory://: the store lives in this process, so no projector
+    # process can follow it and the web process projects before each read.
+    inline_projector: RecordsProjector | None
+
+
+class RecordsRuntime:
+    """Builds the process's components on first use and hands them to views."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._components: Components | None = None
+        self._build_lock = threading.Lock()
+        self._projection_lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        """Tell whether the components were built (by a request needing them)."""
+        return self._components is not None
+
+    @property
+    def components(self) -> Components:
+        """Return the components, building them on the first call."""
+        components = self._components
+        if components is None:
+            with self._build_lock:
+                if self._components is None:
+                    self._components = _build(self.settings)
+                components = self._components
+        return components
+
+    @property
+    def application(self) -> RecordsApplication:
+        return self.components.application
+
+    @property
+    def engine(self) -> Engine:
+        return self.components.engine
+
+    def read_models(self) -> RecordsReadModels:
+        """Return the read models, brought up to date first when projected inline."""
+        components = self.components
+        if components.inline_projector is not None:
+            with self._projection_lock:
+                components.inline_projector.catch_up()
+        return components.read_models
+
+    def read_position(self) -> int:
+        """Return the records position the read models have processed."""
+        return self.read_models().position()
+
+    def readiness(self) -> str | None:
+        """Return why the service is not ready, or None when it is."""
+        try:
+            head = self.application.head_position()
+            position = self.read_position()
+        except (PersistenceError, SQLAlchemyError, OSError) as error:
+            logger.warning("records database unreachable: %s", error)
+            return f"the records database is unreachable ({type(error).__name__})"
+        lag = head - position
+        if lag > self.settings.follower_max_lag:
+            return (
+                f"the records projector is {lag} events behind the log "
+                f"(allowed: {self.settings.follower_max_lag})"
+            )
+        return None
+
+    def close(self) -> None:
+        """Release the database connections, if they were opened."""
+        with self._build_lock:
+            components, self._components = self._components, None
+        if components is not None:
+            components.engine.dispose()
+            components.application.close()
+
+
+def _build(settings: Settings) -> Components:
+    url = settings.records_database_url
+    application = RecordsApplication(url)
+    try:
+        engine = create_sql_engine(url)
+        read_models = RecordsReadModels(engine)
+        _create_tables(read_models)
+    except BaseException:
+        application.close()
+        raise
+    inline = RecordsProjector(application, engine) if is_memory(url) else None
+    logger.info("records web process %s opened its database", os.getpid())
+    return Components(application, engine, read_models, inline)
+
+
+def _create_tables(read_models: RecordsReadModels) -> None:
+    # The projector process creates the same tables; when both start at once,
+    # one of them may fail on a table the other has just created.
+    try:
+        read_models.create_tables()
+    except SQLAlchemyError:
+        logger.info("read-model tables appeared concurrently; checking again")
+        read_models.create_tables()
+
+
+def install_runtime(app: Flask, runtime: RecordsRuntime) -> None:
+    """Attach `runtime` to `app`, so that views find it through `get_runtime`."""
+    app.extensions[EXTENSION_KEY] = runtime
+
+
+def get_runtime(app: Flask | None = None) -> RecordsRuntime:
+    """Return the runtime of `app` (default: the app of the current request)."""
+    target = app if app is not None else current_app
+    runtime: RecordsRuntime = target.extensions[EXTENSION_KEY]
+    return runtime
