@@ -112,7 +112,7 @@ class ArchiveApplication(Application[UUID]):
 
     def _find(self, kind: type[TAggregate], aggregate_id: UUID) -> TAggregate | None:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         if not isinstance(aggregate, kind):
@@ -122,8 +122,8 @@ class ArchiveApplication(Application[UUID]):
     def _apply(self, feed_event: FeedEvent, buffer: _PageBuffer) -> None:
         handler = self._handlers.get(feed_event.type)
         if handler is None:
-            # The feed may gain event types. Those this code does not know change no
-            # retention entry, but their positions are still tracked.
+            # The feed may gain event types. An unknown type changes no entry,
+            # but its position is still tracked with the page.
             logger.debug(
                 "skipping event type %s at position %d",
                 feed_event.type,
@@ -134,25 +134,29 @@ class ArchiveApplication(Application[UUID]):
 
     def _pupil_registered(self, feed_event: FeedEvent, buffer: _PageBuffer) -> None:
         buffer.personal_file(
-            feed_event.uuid("pupil_id"),
+            feed_event.read_uuid("pupil_id"),
             feed_event.position,
-            opened_on=feed_event.optional_date("opened_on"),
+            opened_on=feed_event.read_optional_date("opened_on"),
         )
 
     def _pupil_enrolled(self, feed_event: FeedEvent, buffer: _PageBuffer) -> None:
         # An enrolment into a closed file is a re-admission: the old deadline
         # is void until the pupil leaves again.
-        file = buffer.personal_file(feed_event.uuid("pupil_id"), feed_event.position)
+        file = buffer.personal_file(
+            feed_event.read_uuid("pupil_id"), feed_event.position
+        )
         file.reopen(position=feed_event.position)
 
     def _enrolment_cancelled(self, feed_event: FeedEvent, buffer: _PageBuffer) -> None:
         # Cancelling a re-admission returns the file to its earlier closure,
         # whose dates the event carries.
-        file = buffer.personal_file(feed_event.uuid("pupil_id"), feed_event.position)
-        if not feed_event.flag("left_centre"):
+        file = buffer.personal_file(
+            feed_event.read_uuid("pupil_id"), feed_event.position
+        )
+        if not feed_event.read_flag("left_centre"):
             return
-        closed_on = feed_event.date("file_closed_on")
-        expelled_on = feed_event.date("expelled_on")
+        closed_on = feed_event.read_date("file_closed_on")
+        expelled_on = feed_event.read_date("expelled_on")
         if closed_on < expelled_on:
             raise FeedFormatError(
                 f"event at position {feed_event.position} ({feed_event.type}): "
@@ -167,49 +171,61 @@ class ArchiveApplication(Application[UUID]):
 
     def _pupil_transferred(self, feed_event: FeedEvent, buffer: _PageBuffer) -> None:
         # A transfer inside the centre keeps the file open.
-        buffer.personal_file(feed_event.uuid("pupil_id"), feed_event.position)
+        buffer.personal_file(feed_event.read_uuid("pupil_id"), feed_event.position)
 
     def _pupil_expelled(self, feed_event: FeedEvent, buffer: _PageBuffer) -> None:
-        file = buffer.personal_file(feed_event.uuid("pupil_id"), feed_event.position)
-        if not feed_event.flag("left_centre"):
+        file = buffer.personal_file(
+            feed_event.read_uuid("pupil_id"), feed_event.position
+        )
+        if not feed_event.read_flag("left_centre"):
             return
-        effective_date = feed_event.date("effective_date")
+        effective_date = feed_event.read_date("effective_date")
         file.close(
             closed_on=personal_file_closure(
-                feed_event.date("date", inside="order"), effective_date
+                feed_event.read_date("date", inside="order"), effective_date
             ),
             expelled_on=effective_date,
-            expulsion_id=feed_event.uuid("expulsion_id"),
+            expulsion_id=feed_event.read_uuid("expulsion_id"),
             position=feed_event.position,
         )
 
     def _expulsion_cancelled(self, feed_event: FeedEvent, buffer: _PageBuffer) -> None:
-        file = buffer.personal_file(feed_event.uuid("pupil_id"), feed_event.position)
-        cancels_leaving = feed_event.uuid("expulsion_id") == file.closing_expulsion_id
-        if feed_event.flag("reopened_file") or (file.is_closed and cancels_leaving):
+        file = buffer.personal_file(
+            feed_event.read_uuid("pupil_id"), feed_event.position
+        )
+        cancels_leaving = (
+            feed_event.read_uuid("expulsion_id") == file.closing_expulsion_id
+        )
+        if feed_event.read_flag("reopened_file") or (
+            file.is_closed and cancels_leaving
+        ):
             file.reopen(position=feed_event.position)
 
     def _personal_data_destroyed(
         self, feed_event: FeedEvent, buffer: _PageBuffer
     ) -> None:
-        file = buffer.personal_file(feed_event.uuid("pupil_id"), feed_event.position)
+        file = buffer.personal_file(
+            feed_event.read_uuid("pupil_id"), feed_event.position
+        )
         act = DestructionAct(
-            number=feed_event.text("number", inside="act"),
-            date=feed_event.date("date", inside="act"),
+            number=feed_event.read_text("number", inside="act"),
+            date=feed_event.read_date("date", inside="act"),
         )
         file.record_destruction(
-            destroyed_at=feed_event.timestamp("destroyed_at"),
+            destroyed_at=feed_event.read_timestamp("destroyed_at"),
             act=act,
             position=feed_event.position,
         )
 
     def _journal_opened(self, feed_event: FeedEvent, buffer: _PageBuffer) -> None:
-        buffer.journal(feed_event.uuid("journal_id"), feed_event.position)
+        buffer.journal(feed_event.read_uuid("journal_id"), feed_event.position)
 
     def _journal_closed(self, feed_event: FeedEvent, buffer: _PageBuffer) -> None:
-        journal = buffer.journal(feed_event.uuid("journal_id"), feed_event.position)
+        journal = buffer.journal(
+            feed_event.read_uuid("journal_id"), feed_event.position
+        )
         journal.close(
-            closed_on=feed_event.date("closed_on"), position=feed_event.position
+            closed_on=feed_event.read_date("closed_on"), position=feed_event.position
         )
 
 
@@ -244,9 +260,8 @@ class _PageBuffer:
         return found
 
     def _get(self, kind: type[TAggregate], aggregate_id: UUID) -> TAggregate | None:
-        if aggregate_id in self.aggregates:
-            aggregate = self.aggregates[aggregate_id]
-        else:
+        aggregate = self.aggregates.get(aggregate_id)
+        if aggregate is None:
             aggregate = self._find(kind, aggregate_id)
             if aggregate is None:
                 return None

@@ -22,7 +22,7 @@ class FeedEvent:
     position: int
     data: Mapping[str, Any]
 
-    def uuid(self, name: str) -> UUID:
+    def read_uuid(self, name: str) -> UUID:
         """Return the data field `name` as a UUID."""
         raw = self._field(name)
         try:
@@ -30,7 +30,7 @@ class FeedEvent:
         except ValueError:
             raise self._invalid(name, "a UUID", raw) from None
 
-    def date(self, name: str, inside: str | None = None) -> date:
+    def read_date(self, name: str, inside: str | None = None) -> date:
         """Return the data field `name` (or `inside.name`) as a civil date."""
         raw = self._field(name, inside)
         try:
@@ -38,13 +38,13 @@ class FeedEvent:
         except (TypeError, ValueError):
             raise self._invalid(_path(name, inside), "a YYYY-MM-DD date", raw) from None
 
-    def optional_date(self, name: str) -> date | None:
+    def read_optional_date(self, name: str) -> date | None:
         """Return the data field `name` as a date, or None when absent or null."""
         if self.data.get(name) is None:
             return None
-        return self.date(name)
+        return self.read_date(name)
 
-    def timestamp(self, name: str) -> datetime:
+    def read_timestamp(self, name: str) -> datetime:
         """Return the data field `name` as an aware UTC timestamp."""
         raw = self._field(name)
         try:
@@ -55,14 +55,14 @@ class FeedEvent:
             raise self._invalid(name, "a timestamp with a time zone", raw)
         return moment
 
-    def flag(self, name: str) -> bool:
+    def read_flag(self, name: str) -> bool:
         """Return the data field `name` as a boolean, false when absent."""
         raw = self.data.get(name, False)
         if not isinstance(raw, bool):
             raise self._invalid(name, "true or false", raw)
         return raw
 
-    def text(self, name: str, inside: str | None = None) -> str:
+    def read_text(self, name: str, inside: str | None = None) -> str:
         """Return the data field `name` (or `inside.name`) as a string."""
         raw = self._field(name, inside)
         if not isinstance(raw, str):

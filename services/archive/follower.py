@@ -196,11 +196,14 @@ class Follower:
         )
 
     def _retrying(self, stop: threading.Event) -> Retrying:
+        def pause(seconds: float) -> None:
+            stop.wait(seconds)
+
         return Retrying(
             retry=retry_if_exception_type(RETRYABLE_ERRORS),
             wait=self._retry_delay,
             stop=lambda _state: stop.is_set(),
-            sleep=stop.wait,
+            sleep=pause,
             before_sleep=self._log_retry,
             retry_error_callback=lambda _state: None,
         )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    literal,
     select,
     tuple_,
 )
@@ -120,9 +118,13 @@ class FeedStatusRow(Base):
     seen_at: Mapped[str] = mapped_column(String(40))
 
 
+RETENTION_EVENTS = (PersonalFileRetention.Event, JournalRetention.Event)
 # The tables that `rebuild` drops. The feed status is not derived from the
 # archive log, so it is kept.
-PROJECTED_TABLES = (RetentionEntryRow.__table__, ProjectionPositionRow.__table__)
+PROJECTED_TABLES = (
+    RetentionEntryRow.__tablename__,
+    ProjectionPositionRow.__tablename__,
+)
 
 
 @dataclass(frozen=True)
@@ -164,33 +166,8 @@ class ListCursor:
     """The position after which the next page of the retention list starts."""
 
     sort_date: date
-    subject_id: str
+    subject_id: UUID
     record_class: str
-
-    def encode(self) -> str:
-        """Return the cursor as an opaque URL-safe string."""
-        raw = json.dumps(
-            [self.sort_date.isoformat(), self.subject_id, self.record_class],
-            separators=(",", ":"),
-        )
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str) -> ListCursor:
-        """Parse a cursor made by `encode`, or raise `ValueError` when invalid."""
-        try:
-            padded = text + "=" * (-len(text) % 4)
-            raw = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-            sort_text, subject_id, record_class = raw
-            sort_date = date.fromisoformat(sort_text)
-            UUID(subject_id)
-        except (binascii.Error, UnicodeError, ValueError, TypeError):
-            raise ValueError("invalid cursor") from None
-        if record_class not in (PERSONAL_FILE, JOURNAL):
-            raise ValueError("invalid cursor")
-        return cls(
-            sort_date=sort_date, subject_id=subject_id, record_class=record_class
-        )
 
 
 def create_tables(engine: Engine) -> None:
@@ -355,8 +332,9 @@ def _entry(session: Session, domain_event: Any) -> RetentionEntryRow:
     row = session.get(RetentionEntryRow, str(domain_event.originator_id))
     if row is None:
         raise LookupError(
-            f"no retention entry for aggregate {domain_event.originator_id}; "
-            "the read model is behind its log, rebuild it"
+            f"no retention entry for aggregate {domain_event.originator_id}, "
+            "so the read model does not match the archive log; run "
+            "`pupil-records archive rebuild`"
         )
     return row
 
@@ -404,7 +382,8 @@ def rebuild_read_models(
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> int:
     """Drop the projected tables and replay the archive log into new ones."""
-    Base.metadata.drop_all(engine, tables=list(PROJECTED_TABLES))
+    tables = [Base.metadata.tables[name] for name in PROJECTED_TABLES]
+    Base.metadata.drop_all(engine, tables=tables)
     projector = RetentionProjector(app, engine, schedule, batch_size=batch_size)
     projector.prepare()
     total = app.recorder.max_notification_id() or 0
@@ -486,7 +465,11 @@ def list_entries(
     if cursor is not None:
         query = query.where(
             tuple_(table.sort_date, table.subject_id, table.record_class)
-            > tuple_(cursor.sort_date, cursor.subject_id, cursor.record_class)
+            > tuple_(
+                literal(cursor.sort_date),
+                literal(str(cursor.subject_id)),
+                literal(cursor.record_class),
+            )
         )
 
     with Session(engine) as session:
@@ -495,7 +478,9 @@ def list_entries(
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = ListCursor(last.sort_date, last.subject_id, last.record_class)
+        next_cursor = ListCursor(
+            last.sort_date, UUID(last.subject_id), last.record_class
+        )
     return [_to_entry(row) for row in rows], next_cursor
 
 
@@ -533,6 +518,26 @@ def _to_entry(row: RetentionEntryRow) -> RetentionEntry:
         position=row.position,
         destruction=destruction,
     )
+
+
+def covered_records_position(app: ArchiveApplication, engine: Engine) -> int:
+    """Return the records position up to which the read model is complete.
+
+    That is the processed position once the read model has applied the whole
+    archive log. Otherwise it is the position just before the records event
+    behind the first archive event the read model has not applied.
+    """
+    processed = app.processed_position()
+    projected = projected_position(engine)
+    pending = app.recorder.select_notifications(
+        start=projected, limit=1, inclusive_of_start=False
+    )
+    if not pending:
+        return processed
+    first_pending = app.mapper.to_domain_event(pending[0])
+    if not isinstance(first_pending, RETENTION_EVENTS):
+        raise TypeError(f"unexpected event {type(first_pending).__name__} in the log")
+    return min(processed, first_pending.position - 1)
 
 
 def projected_position(engine: Engine) -> int:

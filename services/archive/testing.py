@@ -325,25 +325,3 @@ def _problem(status: int, detail: str) -> Response:
     if status == 503:
         response.headers["Retry-After"] = "1"
     return response
-
-
-def create_postgres_database(server_url: str) -> str:
-    """Create an empty database on the server at `server_url` and return its URL.
-
-    `server_url` is a `postgresql://` URL of a user allowed to create databases.
-    """
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    server = make_url(server_url)
-    name = f"archive_test_{uuid4().hex[:12]}"
-    with psycopg.connect(
-        host=server.host or "127.0.0.1",
-        port=server.port or 5432,
-        user=server.username or "postgres",
-        password=server.password or "",
-        dbname=server.database or "postgres",
-        autocommit=True,
-    ) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return server.set(database=name).render_as_string(hide_password=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from uuid import UUID, uuid4
@@ -29,27 +28,8 @@ from services.archive.readmodels import (
     projected_position,
     rebuild_read_models,
 )
-from services.archive.testing import FeedScript, create_postgres_database
+from services.archive.testing import FeedScript
 from shared.storage import create_sql_engine, eventsourcing_env, is_memory
-
-POSTGRES_SERVER_URL = os.environ.get("PUPIL_RECORDS_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(
-    params=[
-        "memory",
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ]
-)
-def database_url(request, tmp_path):
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'archive.sqlite'}"
-    if not POSTGRES_SERVER_URL:
-        pytest.skip("set PUPIL_RECORDS_TEST_POSTGRES_URL to run on PostgreSQL")
-    return create_postgres_database(POSTGRES_SERVER_URL)
 
 
 @dataclass

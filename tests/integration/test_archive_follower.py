@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,34 +20,12 @@ from services.archive.readmodels import (
     rebuild,
     records_head,
 )
-from services.archive.testing import (
-    FakeRecordsFeed,
-    FeedScript,
-    create_postgres_database,
-)
+from services.archive.testing import FakeRecordsFeed, FeedScript
 from shared.config import Settings
 from shared.locks import LockHeldError
 from shared.storage import create_sql_engine, eventsourcing_env
 
 TOKEN = "subscriber-secret-token"
-POSTGRES_SERVER_URL = os.environ.get("PUPIL_RECORDS_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(
-    params=[
-        "memory",
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ]
-)
-def database_url(request, tmp_path):
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'archive.sqlite'}"
-    if not POSTGRES_SERVER_URL:
-        pytest.skip("set PUPIL_RECORDS_TEST_POSTGRES_URL to run on PostgreSQL")
-    return create_postgres_database(POSTGRES_SERVER_URL)
 
 
 @pytest.fixture

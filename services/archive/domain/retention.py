@@ -44,17 +44,48 @@ class PersonalFileRetention(Aggregate):
     TOPIC = "archive:PersonalFileRetention"
 
     class Event(Aggregate.Event):
+        """An event of the aggregate, caused by the records event at `position`."""
+
         TOPIC = "archive:PersonalFileRetention.Event"
+        position: int
 
     class Created(Event, Aggregate.Created):
         TOPIC = "archive:PersonalFileRetention.Created"
+
+    class Opened(Created):
+        """The archive heard of the pupil's file for the first time."""
+
+        TOPIC = "archive:PersonalFileRetention.Opened"
+        pupil_id: UUID
+        opened_on: date | None
+
+    class Closed(Event):
+        """The pupil left the centre, which closed the file."""
+
+        TOPIC = "archive:PersonalFileRetention.Closed"
+        closed_on: date
+        expelled_on: date
+        expulsion_id: UUID | None
+
+    class Reopened(Event):
+        """The file was opened again, which voids its deadline."""
+
+        TOPIC = "archive:PersonalFileRetention.Reopened"
+
+    class PersonalDataDestroyed(Event):
+        """The records service destroyed the pupil's personal data."""
+
+        TOPIC = "archive:PersonalFileRetention.PersonalDataDestroyed"
+        destroyed_at: datetime
+        act_number: str
+        act_date: date
 
     @staticmethod
     def create_id(pupil_id: UUID) -> UUID:
         """Derive the aggregate id from the pupil id."""
         return uuid5(ARCHIVE_NAMESPACE, f"personal_file:{pupil_id}")
 
-    @event("Opened", topic="archive:PersonalFileRetention.Opened")
+    @event(Opened)
     def __init__(self, pupil_id: UUID, opened_on: date | None, position: int) -> None:
         self.pupil_id = pupil_id
         self.opened_on = opened_on
@@ -101,7 +132,7 @@ class PersonalFileRetention(Aggregate):
             position=position,
         )
 
-    @event("Closed", topic="archive:PersonalFileRetention.Closed")
+    @event(Closed)
     def _closed(
         self,
         closed_on: date,
@@ -120,7 +151,7 @@ class PersonalFileRetention(Aggregate):
         if self.is_closed:
             self._reopened(position=position)
 
-    @event("Reopened", topic="archive:PersonalFileRetention.Reopened")
+    @event(Reopened)
     def _reopened(self, position: int) -> None:
         self.closed_on = None
         self.expelled_on = None
@@ -139,10 +170,7 @@ class PersonalFileRetention(Aggregate):
             position=position,
         )
 
-    @event(
-        "PersonalDataDestroyed",
-        topic="archive:PersonalFileRetention.PersonalDataDestroyed",
-    )
+    @event(PersonalDataDestroyed)
     def _personal_data_destroyed(
         self, destroyed_at: datetime, act_number: str, act_date: date, position: int
     ) -> None:
@@ -164,17 +192,32 @@ class JournalRetention(Aggregate):
     TOPIC = "archive:JournalRetention"
 
     class Event(Aggregate.Event):
+        """An event of the aggregate, caused by the records event at `position`."""
+
         TOPIC = "archive:JournalRetention.Event"
+        position: int
 
     class Created(Event, Aggregate.Created):
         TOPIC = "archive:JournalRetention.Created"
+
+    class Opened(Created):
+        """The archive heard of the journal for the first time."""
+
+        TOPIC = "archive:JournalRetention.Opened"
+        journal_id: UUID
+
+    class Closed(Event):
+        """The journal was closed on a date."""
+
+        TOPIC = "archive:JournalRetention.Closed"
+        closed_on: date
 
     @staticmethod
     def create_id(journal_id: UUID) -> UUID:
         """Derive the aggregate id from the journal id."""
         return uuid5(ARCHIVE_NAMESPACE, f"journal:{journal_id}")
 
-    @event("Opened", topic="archive:JournalRetention.Opened")
+    @event(Opened)
     def __init__(self, journal_id: UUID, position: int) -> None:
         self.journal_id = journal_id
         self.closed_on: date | None = None
@@ -190,7 +233,7 @@ class JournalRetention(Aggregate):
         if self.closed_on != closed_on:
             self._closed(closed_on=closed_on, position=position)
 
-    @event("Closed", topic="archive:JournalRetention.Closed")
+    @event(Closed)
     def _closed(self, closed_on: date, position: int) -> None:
         self.closed_on = closed_on
         self.position = position
