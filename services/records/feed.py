@@ -74,6 +74,7 @@ def _expelled(e: Any) -> dict[str, Any]:
         "order": _order(e),
         "left_centre": e.left_centre,
         "file_closed_on": e.file_closed_on,
+        "expelled_on": e.expelled_on,
     }
 
 

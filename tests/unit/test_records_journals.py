@@ -203,3 +203,13 @@ def test_second_closure_rejected():
     with pytest.raises(RuleViolationError):
         journal.close(closed_on=date(2025, 5, 31))
     assert journal.closed_on == date(2025, 5, 30)
+
+
+def test_closure_before_year_start_rejected():
+    journal = new_journal()
+
+    with pytest.raises(InvalidFieldError) as raised:
+        journal.close(closed_on=YEAR_START - timedelta(days=1))
+
+    assert "closed_on" in raised.value.errors
+    assert journal.closed_on is None

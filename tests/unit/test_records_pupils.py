@@ -264,6 +264,18 @@ def test_file_closes_with_last_of_two_expulsions():
     assert pupil.leaving_expulsion.effective_date == date(2025, 3, 14)
 
 
+def test_file_closes_with_latest_effective_expulsion():
+    pupil = enrolled(PROGRAMME_A, PROGRAMME_B)
+    expel(pupil, PROGRAMME_A, date(2025, 6, 30), signed=date(2025, 5, 20))
+
+    expel(pupil, PROGRAMME_B, date(2025, 5, 31), signed=date(2025, 5, 25))
+
+    assert pupil.status == "left"
+    assert pupil.file_closed_on == date(2025, 6, 30)
+    assert last_event(pupil).file_closed_on == date(2025, 6, 30)
+    assert last_event(pupil).expelled_on == date(2025, 6, 30)
+
+
 def test_expulsion_before_recorded_attestation_rejected():
     programme = new_programme()
     pupil = enrolled(programme.id)

@@ -170,6 +170,12 @@ class Journal(RecordsAggregate):
         """Close the journal: no more sessions may be recorded."""
         if self.is_closed:
             raise RuleViolationError("the journal is already closed")
+        if closed_on < self.year_start:
+            raise InvalidFieldError(
+                "closed_on",
+                f"must not be before the academic year starts "
+                f"({self.year_start.isoformat()})",
+            )
         last = self.last_session_date
         if last is not None and closed_on < last:
             raise InvalidFieldError(

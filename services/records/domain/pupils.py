@@ -171,6 +171,7 @@ class Pupil(RecordsAggregate):
         order: dict[str, Any]
         left_centre: bool
         file_closed_on: date | None
+        expelled_on: date | None
 
         def apply(self, aggregate: Pupil) -> None:
             enrolment = aggregate.enrolments[self.enrolment_id]
@@ -463,6 +464,16 @@ class Pupil(RecordsAggregate):
             for e in self.enrolments.values()
         )
         left_centre = not others_active
+        leaving: tuple[date, date] | None = None
+        if left_centre:
+            # The file closes with the expulsion that ends the last programme,
+            # which need not be the one recorded last.
+            standing = [
+                (e.expulsion.effective_date, e.expulsion.order["date"])
+                for e in self.enrolments.values()
+                if e.status == "expelled" and e.expulsion and not e.expulsion.cancelled
+            ]
+            leaving = max([*standing, (effective_date, order["date"])])
         expulsion_id = uuid4()
         self.trigger_event(
             self.Expelled,
@@ -474,7 +485,8 @@ class Pupil(RecordsAggregate):
             ground_detail=ground_detail,
             order=order,
             left_centre=left_centre,
-            file_closed_on=max(order["date"], effective_date) if left_centre else None,
+            file_closed_on=max(leaving) if leaving else None,
+            expelled_on=leaving[0] if leaving else None,
         )
         return expulsion_id
 
@@ -615,7 +627,11 @@ def _leaving_expulsion(enrolments: list[Enrolment]) -> Expulsion | None:
         for expulsion in enrolment.expulsions
         if not expulsion.cancelled
     ]
-    return max(standing, key=lambda e: e.sequence, default=None)
+    return max(
+        standing,
+        key=lambda e: (e.effective_date, e.order["date"], e.sequence),
+        default=None,
+    )
 
 
 def _closure_date(expulsion: Expulsion | None) -> date | None:
