@@ -17,6 +17,7 @@ from services.records.web import create_app, get_runtime
 from services.records.web.testing import (
     RecordsWebClient,
     expect,
+    expect_problem,
     make_client,
     order,
     pupil_body,
@@ -95,16 +96,6 @@ def enrolled(web: RecordsWebClient) -> dict[str, Any]:
     return {"pupil": pupil["id"], "programme": programme["id"]}
 
 
-def problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = dict(response.get_json(force=True))
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    return body
-
-
 def raw_post(
     web: RecordsWebClient,
     path: str,
@@ -129,14 +120,14 @@ def enrolment_request(programme_id: str) -> dict[str, Any]:
 
 
 def test_unknown_path_is_404_before_authentication(web):
-    problem(web.client.get("/api/v1/pupils/x/y/z"), 404)
-    problem(web.client.post("/api/v1/grades", json={}), 404)
+    expect_problem(web.client.get("/api/v1/pupils/x/y/z"), 404)
+    expect_problem(web.client.post("/api/v1/grades", json={}), 404)
 
 
 def test_wrong_method_is_405_with_allow_before_authentication(web):
     response = web.client.delete("/api/v1/pupils")
 
-    problem(response, 405)
+    expect_problem(response, 405)
     assert "POST" in response.headers["Allow"]
     assert "GET" in response.headers["Allow"]
 
@@ -148,14 +139,18 @@ def test_check_order_on_enrolment(web, enrolled):
     valid = json.dumps(enrolment_request(enrolled["programme"]))
     head = web.head()
 
-    problem(raw_post(web, unknown_path, oversized, None, "text/plain"), 401)
-    problem(raw_post(web, unknown_path, oversized, "methodist", "text/plain"), 403)
-    problem(raw_post(web, unknown_path, oversized, "registrar", "text/plain"), 415)
-    problem(raw_post(web, unknown_path, oversized, "registrar"), 413)
-    problem(raw_post(web, unknown_path, "{not json", "registrar"), 400)
-    problem(raw_post(web, unknown_path, '{"programme_id": 1}', "registrar"), 422)
-    problem(raw_post(web, unknown_path, valid, "registrar"), 404)
-    problem(raw_post(web, path, valid, "registrar"), 409)
+    expect_problem(raw_post(web, unknown_path, oversized, None, "text/plain"), 401)
+    expect_problem(
+        raw_post(web, unknown_path, oversized, "methodist", "text/plain"), 403
+    )
+    expect_problem(
+        raw_post(web, unknown_path, oversized, "registrar", "text/plain"), 415
+    )
+    expect_problem(raw_post(web, unknown_path, oversized, "registrar"), 413)
+    expect_problem(raw_post(web, unknown_path, "{not json", "registrar"), 400)
+    expect_problem(raw_post(web, unknown_path, '{"programme_id": 1}', "registrar"), 422)
+    expect_problem(raw_post(web, unknown_path, valid, "registrar"), 404)
+    expect_problem(raw_post(web, path, valid, "registrar"), 409)
     assert web.head() == head
 
 
@@ -164,7 +159,7 @@ def test_body_id_checked_before_path_id(web):
 
     response = web.post(f"/api/v1/pupils/{UNKNOWN_ID}/enrolments", body, "registrar")
 
-    assert list(problem(response, 422)["errors"]) == ["programme_id"]
+    assert list(expect_problem(response, 422)["errors"]) == ["programme_id"]
 
 
 def test_journal_checks_come_before_domain_rules(web, enrolled):
@@ -182,8 +177,8 @@ def test_journal_checks_come_before_domain_rules(web, enrolled):
     )
     closed = web.post(path, session_body(attendance), "specialist")
 
-    assert list(problem(outside_year, 422)["errors"]) == ["date"]
-    problem(closed, 409)
+    assert list(expect_problem(outside_year, 422)["errors"]) == ["date"]
+    expect_problem(closed, 409)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +196,7 @@ def test_journal_checks_come_before_domain_rules(web, enrolled):
 def test_bad_json_is_400(web, data, content_type):
     response = raw_post(web, "/api/v1/pupils", data, "registrar", content_type)
 
-    problem(response, 400)
+    expect_problem(response, 400)
     assert web.head() == 0
 
 
@@ -210,7 +205,7 @@ def test_bad_json_is_400(web, data, content_type):
     ['{"surname": NaN}', '{"birth_date": Infinity}', '{"surname": 1e999}'],
 )
 def test_non_finite_numbers_are_422(web, data):
-    problem(raw_post(web, "/api/v1/pupils", data, "registrar"), 422)
+    expect_problem(raw_post(web, "/api/v1/pupils", data, "registrar"), 422)
 
 
 def test_body_with_bom_is_accepted(web):
@@ -244,7 +239,7 @@ def test_repeated_failed_authentication_is_429(web):
 def test_unknown_field_named_by_lone_surrogate_is_422(web):
     data = '{"\\ud800": 1, "surname": "Иванов"}'
 
-    problem(raw_post(web, "/api/v1/pupils", data, "registrar"), 422)
+    expect_problem(raw_post(web, "/api/v1/pupils", data, "registrar"), 422)
 
 
 # Arbitrary bodies never crash a command
@@ -332,7 +327,7 @@ def test_min_position_not_reached_is_503(sqlite_web):
         path, "methodist", {"min_position": pupil["position"]}, project=False
     )
 
-    problem(lagging, 503)
+    expect_problem(lagging, 503)
     assert int(lagging.headers["Retry-After"]) >= 1
     sqlite_web.project()
     caught_up = sqlite_web.get(
@@ -370,7 +365,7 @@ def test_reads_without_min_position_may_lag(sqlite_web):
         f"/api/v1/pupils/{pupil['id']}", "methodist", project=False
     )
 
-    problem(response, 404)
+    expect_problem(response, 404)
 
 
 def test_memory_store_reads_are_current(web):
@@ -399,7 +394,7 @@ def test_readyz_reports_projector_lag(sqlite_web):
     sqlite_web.register_pupil()
     lagging = sqlite_web.client.get("/readyz")
 
-    assert "behind" in problem(lagging, 503)["detail"]
+    assert "behind" in expect_problem(lagging, 503)["detail"]
     assert lagging.headers["Retry-After"]
     sqlite_web.project()
     assert sqlite_web.client.get("/readyz").status_code == 200
@@ -413,8 +408,8 @@ def test_unreachable_database_is_503(tmp_path):
     ready = web.client.get("/readyz")
     read = web.get("/api/v1/events", "subscriber", project=False)
 
-    assert "unreachable" in problem(ready, 503)["detail"]
-    problem(read, 503)
+    assert "unreachable" in expect_problem(ready, 503)["detail"]
+    expect_problem(read, 503)
     assert read.headers["Retry-After"]
 
 
@@ -428,7 +423,7 @@ def test_database_error_during_request_is_503(web, monkeypatch):
 
     response = web.get("/api/v1/events", "subscriber", project=False)
 
-    problem(response, 503)
+    expect_problem(response, 503)
     assert response.headers["Retry-After"]
 
 

@@ -14,6 +14,7 @@ import pytest
 from services.records.web.testing import (
     RecordsWebClient,
     expect,
+    expect_problem,
     make_client,
     pupil_body,
 )
@@ -37,12 +38,6 @@ def backend_web(tmp_path: Path, database_url: str) -> Iterator[RecordsWebClient]
     client = make_client(tmp_path, database_url)
     yield client
     client.close()
-
-
-def problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    return dict(response.get_json(force=True))
 
 
 def feed(web: RecordsWebClient, query: Any = None, role: str = "subscriber") -> Any:
@@ -164,7 +159,7 @@ def test_unknown_type_is_422_at_query_type(web):
         EVENTS, "subscriber", [("type", "pupil.registered"), ("type", "pupil.born")]
     )
 
-    assert list(problem(response, 422)["errors"]) == ["query.type"]
+    assert list(expect_problem(response, 422)["errors"]) == ["query.type"]
 
 
 @pytest.mark.parametrize(
@@ -185,7 +180,7 @@ def test_unknown_type_is_422_at_query_type(web):
 def test_feed_rejects_invalid_query(web, query, path):
     response = web.get(EVENTS, "subscriber", query, project=False)
 
-    assert path in problem(response, 422)["errors"]
+    assert path in expect_problem(response, 422)["errors"]
 
 
 @pytest.mark.parametrize(
@@ -257,5 +252,5 @@ def test_long_poll_answers_at_once_when_events_exist(web):
 def test_min_position_beyond_head_is_503(web):
     response = web.get(EVENTS, "subscriber", {"min_position": 5}, project=False)
 
-    problem(response, 503)
+    expect_problem(response, 503)
     assert int(response.headers["Retry-After"]) >= 1

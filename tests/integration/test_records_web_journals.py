@@ -12,6 +12,7 @@ import pytest
 from services.records.web.testing import (
     RecordsWebClient,
     expect,
+    expect_problem,
     journal_body,
     make_client,
     session_body,
@@ -54,12 +55,6 @@ def open_class(web: RecordsWebClient, pupils: int = 2) -> dict[str, Any]:
 @pytest.fixture
 def group(web: RecordsWebClient) -> dict[str, Any]:
     return open_class(web)
-
-
-def problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    return dict(response.get_json(force=True))
 
 
 def sessions_path(group: dict[str, Any]) -> str:
@@ -127,7 +122,7 @@ def test_open_journal_rejects_invalid_body(web, changes, path):
 
     response = web.post(JOURNALS, body, "specialist")
 
-    assert path in problem(response, 422)["errors"]
+    assert path in expect_problem(response, 422)["errors"]
     assert web.head() == head
 
 
@@ -135,7 +130,7 @@ def test_open_journal_is_specialist_only(web):
     programme = web.create_programme()
 
     for role in ("methodist", "registrar", "admin", "inspector"):
-        problem(web.post(JOURNALS, journal_body(programme["id"]), role), 403)
+        expect_problem(web.post(JOURNALS, journal_body(programme["id"]), role), 403)
 
 
 # Sessions
@@ -195,7 +190,7 @@ def test_session_rejects_invalid_body(web, group, changes, path):
 
     response = web.post(sessions_path(group), body, "specialist")
 
-    assert path in problem(response, 422)["errors"]
+    assert path in expect_problem(response, 422)["errors"]
     assert web.head() == head
 
 
@@ -221,7 +216,7 @@ def test_session_lists_each_pupil_once(web, group):
 
     response = web.post(sessions_path(group), body, "specialist")
 
-    assert problem(response, 422)["errors"] == {
+    assert expect_problem(response, 422)["errors"] == {
         "attendance.2.pupil_id": ["This pupil is already listed."]
     }
 
@@ -231,7 +226,7 @@ def test_session_with_unknown_pupil_is_422(web, group):
 
     response = web.post(sessions_path(group), session_body(attendance), "specialist")
 
-    assert "attendance.1.pupil_id" in problem(response, 422)["errors"]
+    assert "attendance.1.pupil_id" in expect_problem(response, 422)["errors"]
 
 
 @pytest.mark.parametrize("on", ["2024-09-01", "2025-06-01"])
@@ -240,7 +235,7 @@ def test_session_outside_academic_year_is_422(web, group, on):
         sessions_path(group), session_body(all_present(group), date=on), "specialist"
     )
 
-    assert "date" in problem(response, 422)["errors"]
+    assert "date" in expect_problem(response, 422)["errors"]
 
 
 def test_session_in_the_future_is_422(web):
@@ -259,7 +254,7 @@ def test_session_in_the_future_is_422(web):
         "specialist",
     )
 
-    assert "date" in problem(response, 422)["errors"]
+    assert "date" in expect_problem(response, 422)["errors"]
 
 
 def test_session_needs_enrolment_that_day(web, group):
@@ -271,7 +266,7 @@ def test_session_needs_enrolment_that_day(web, group):
     before = web.post(
         sessions_path(group), session_body(attendance, date="2024-10-31"), "specialist"
     )
-    problem(before, 409)
+    expect_problem(before, 409)
     assert web.head() == head
 
     on_first_day = web.record_session(
@@ -291,7 +286,7 @@ def test_session_after_expulsion_last_day_is_409(web, group):
         "specialist",
     )
 
-    problem(response, 409)
+    expect_problem(response, 409)
 
 
 def test_session_of_pupil_not_in_programme_is_409(web, group):
@@ -301,7 +296,7 @@ def test_session_of_pupil_not_in_programme_is_409(web, group):
         sessions_path(group), session_body({outsider["id"]: "present"}), "specialist"
     )
 
-    problem(response, 409)
+    expect_problem(response, 409)
 
 
 def test_session_twice_at_same_time_is_409(web, group):
@@ -311,7 +306,7 @@ def test_session_twice_at_same_time_is_409(web, group):
     again = web.post(
         sessions_path(group), session_body(all_present(group)), "specialist"
     )
-    problem(again, 409)
+    expect_problem(again, 409)
     assert web.head() == head
 
     later = web.record_session(
@@ -327,7 +322,7 @@ def test_session_in_unknown_journal_is_404(web, group):
             session_body(all_present(group)),
             "specialist",
         )
-        problem(response, 404)
+        expect_problem(response, 404)
 
 
 def test_session_is_specialist_only(web, group):
@@ -335,7 +330,7 @@ def test_session_is_specialist_only(web, group):
         response = web.post(
             sessions_path(group), session_body(all_present(group)), role
         )
-        problem(response, 403)
+        expect_problem(response, 403)
 
 
 # Closure
@@ -352,11 +347,13 @@ def test_close_journal(backend_web):
     assert body["id"] == group["journal"]["id"]
     assert body["closed_on"] == "2025-05-30"
     assert body["position"] == backend_web.head()
-    problem(backend_web.post(path, {"closed_on": "2025-05-31"}, "specialist"), 409)
+    expect_problem(
+        backend_web.post(path, {"closed_on": "2025-05-31"}, "specialist"), 409
+    )
     after = backend_web.post(
         sessions_path(group), session_body({}, date="2024-10-08"), "specialist"
     )
-    problem(after, 409)
+    expect_problem(after, 409)
 
 
 def test_close_before_last_session_is_422(web, group):
@@ -368,7 +365,7 @@ def test_close_before_last_session_is_422(web, group):
         "specialist",
     )
 
-    assert "closed_on" in problem(response, 422)["errors"]
+    assert "closed_on" in expect_problem(response, 422)["errors"]
 
 
 @pytest.mark.parametrize(
@@ -384,7 +381,7 @@ def test_close_rejects_invalid_body(web, group, body):
         f"{JOURNALS}/{group['journal']['id']}/closure", body, "specialist"
     )
 
-    problem(response, 422)
+    expect_problem(response, 422)
 
 
 def test_close_in_the_future_is_422(web, group):
@@ -394,7 +391,7 @@ def test_close_in_the_future_is_422(web, group):
         f"{JOURNALS}/{group['journal']['id']}/closure", body, "specialist"
     )
 
-    assert "closed_on" in problem(response, 422)["errors"]
+    assert "closed_on" in expect_problem(response, 422)["errors"]
 
 
 def test_close_unknown_journal_is_404(web):
@@ -402,7 +399,7 @@ def test_close_unknown_journal_is_404(web):
         f"{JOURNALS}/{UNKNOWN_ID}/closure", {"closed_on": "2025-05-30"}, "specialist"
     )
 
-    problem(response, 404)
+    expect_problem(response, 404)
 
 
 # Reads
@@ -446,7 +443,7 @@ def test_journal_read_has_sessions_and_attendance(backend_web):
 
 def test_journal_read_of_unknown_journal_is_404(web):
     for journal_id in (UNKNOWN_ID, "x"):
-        problem(web.get(f"{JOURNALS}/{journal_id}", "specialist"), 404)
+        expect_problem(web.get(f"{JOURNALS}/{journal_id}", "specialist"), 404)
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from services.records.web.testing import (
     RecordsWebClient,
     expect,
+    expect_problem,
     make_client,
     programme_body,
 )
@@ -24,12 +24,6 @@ def web(tmp_path: Path, database_url: str) -> Iterator[RecordsWebClient]:
     client = make_client(tmp_path, database_url)
     yield client
     client.close()
-
-
-def problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    return dict(response.get_json(force=True))
 
 
 def test_create_returns_programme_and_position(web):
@@ -48,14 +42,14 @@ def test_create_returns_programme_and_position(web):
 def test_create_is_admin_only(web):
     for role in ("registrar", "methodist", "specialist", "subscriber", "inspector"):
         response = web.post(PROGRAMMES, programme_body(), role)
-        problem(response, 403)
+        expect_problem(response, 403)
     assert web.head() == 0
 
 
 def test_create_without_token_is_401(web):
     response = web.post(PROGRAMMES, programme_body(), None)
 
-    problem(response, 401)
+    expect_problem(response, 401)
 
 
 def test_duplicate_code_is_409(web):
@@ -64,7 +58,7 @@ def test_duplicate_code_is_409(web):
 
     response = web.post(PROGRAMMES, programme_body(" крз-1 "), "admin")
 
-    problem(response, 409)
+    expect_problem(response, 409)
     assert web.head() == head
 
 
@@ -119,7 +113,7 @@ def test_duplicate_code_is_409(web):
 def test_invalid_programme_is_422(web, changes, path):
     response = web.post(PROGRAMMES, programme_body(**changes), "admin")
 
-    body = problem(response, 422)
+    body = expect_problem(response, 422)
     assert path in body["errors"]
     assert web.head() == 0
 
@@ -145,7 +139,7 @@ def test_get_programme_by_id(web):
 def test_get_unknown_programme_is_404(web):
     for programme_id in (UNKNOWN_ID, "not-an-id"):
         response = web.get(f"{PROGRAMMES}/{programme_id}", "registrar")
-        problem(response, 404)
+        expect_problem(response, 404)
 
 
 def test_get_programme_refuses_subscriber(web):
@@ -153,7 +147,7 @@ def test_get_programme_refuses_subscriber(web):
 
     response = web.get(f"{PROGRAMMES}/{created['id']}", "subscriber")
 
-    problem(response, 403)
+    expect_problem(response, 403)
 
 
 def test_list_pages_by_code(web):
@@ -186,5 +180,5 @@ def test_list_pages_by_code(web):
 def test_list_rejects_invalid_query(web, query):
     response = web.get(PROGRAMMES, "registrar", query)
 
-    body = problem(response, 422)
+    body = expect_problem(response, 422)
     assert all(path.startswith("query.") for path in body["errors"])

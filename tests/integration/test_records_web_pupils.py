@@ -14,6 +14,7 @@ from services.records.web.testing import (
     YEAR_START,
     RecordsWebClient,
     expect,
+    expect_problem,
     make_client,
     order,
     pupil_body,
@@ -53,12 +54,6 @@ def enrol_new_pupil(web: RecordsWebClient) -> dict[str, Any]:
 def enrolled(web: RecordsWebClient) -> dict[str, Any]:
     """A pupil enrolled in programme КРЗ-1 from 2 September 2024."""
     return enrol_new_pupil(web)
-
-
-def problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    return dict(response.get_json(force=True))
 
 
 def expulsion_body(programme_id: str, **changes: Any) -> dict[str, Any]:
@@ -148,7 +143,7 @@ def test_register_opens_file_today_by_default(web):
 def test_register_rejects_invalid_fields(web, changes, path):
     response = web.post(PUPILS, pupil_body(**changes), "registrar")
 
-    body = problem(response, 422)
+    body = expect_problem(response, 422)
     assert path in body["errors"]
     assert web.head() == 0
 
@@ -159,7 +154,7 @@ def test_register_rejects_future_dates(web, field):
 
     response = web.post(PUPILS, pupil_body(**changes), "registrar")
 
-    body = problem(response, 422)
+    body = expect_problem(response, 422)
     assert field in body["errors"]
 
 
@@ -170,14 +165,14 @@ def test_register_duplicate_is_409_with_existing_id(backend_web):
 
     response = backend_web.post(PUPILS, same, "registrar")
 
-    body = problem(response, 409)
+    body = expect_problem(response, 409)
     assert body["existing_id"] == first["id"]
     assert backend_web.head() == head
 
 
 def test_register_is_registrar_only(web):
     for role in ("methodist", "specialist", "admin", "inspector", "subscriber"):
-        problem(web.post(PUPILS, pupil_body(), role), 403)
+        expect_problem(web.post(PUPILS, pupil_body(), role), 403)
 
 
 # Enrolment
@@ -227,7 +222,7 @@ def test_enrol_twice_is_409(web, enrolled):
         f"{PUPILS}/{enrolled['pupil']['id']}/enrolments", body, "registrar"
     )
 
-    problem(response, 409)
+    expect_problem(response, 409)
     assert web.head() == head
 
 
@@ -254,7 +249,7 @@ def test_enrol_rejects_invalid_body(web, changes, path):
 
     response = web.post(f"{PUPILS}/{pupil['id']}/enrolments", body, "registrar")
 
-    assert path in problem(response, 422)["errors"]
+    assert path in expect_problem(response, 422)["errors"]
     assert web.head() == head
 
 
@@ -268,7 +263,7 @@ def test_enrol_unknown_pupil_is_404(web):
 
     for pupil_id in (UNKNOWN_ID, "12345"):
         response = web.post(f"{PUPILS}/{pupil_id}/enrolments", body, "registrar")
-        problem(response, 404)
+        expect_problem(response, 404)
 
 
 def test_cancel_enrolment_returns_file_to_registered(web, enrolled):
@@ -292,7 +287,7 @@ def test_cancel_enrolment_with_attestation_is_409(web, enrolled):
     path = f"{PUPILS}/{pupil_id}/enrolments/{enrolled['enrolment']['id']}/cancellation"
     body = {"reason": "Ошибка", "order": order("14-у", date(2024, 12, 21))}
 
-    problem(web.post(path, body, "registrar"), 409)
+    expect_problem(web.post(path, body, "registrar"), 409)
     assert web.head() == head
 
 
@@ -306,7 +301,7 @@ def test_cancel_unknown_enrolment_is_404(web):
         "registrar",
     )
 
-    assert "enrolment" in problem(response, 404)["detail"]
+    assert "enrolment" in expect_problem(response, 404)["detail"]
 
 
 # Transfers
@@ -346,7 +341,7 @@ def test_transfer_into_same_programme_is_422(web):
 
     response = web.post(f"{PUPILS}/{pupil['id']}/transfers", body, "registrar")
 
-    assert "to_programme_id" in problem(response, 422)["errors"]
+    assert "to_programme_id" in expect_problem(response, 422)["errors"]
 
 
 def test_transfer_when_not_enrolled_is_409(web):
@@ -361,7 +356,9 @@ def test_transfer_when_not_enrolled_is_409(web):
         "order": order(),
     }
 
-    problem(web.post(f"{PUPILS}/{pupil['id']}/transfers", body, "registrar"), 409)
+    expect_problem(
+        web.post(f"{PUPILS}/{pupil['id']}/transfers", body, "registrar"), 409
+    )
     assert web.head() == head
 
 
@@ -423,7 +420,7 @@ def test_expel_when_not_enrolled_is_409(web):
         "registrar",
     )
 
-    problem(response, 409)
+    expect_problem(response, 409)
     assert web.head() == head
 
 
@@ -438,7 +435,7 @@ def test_expel_before_enrolment_date_is_409(web, enrolled):
         f"{PUPILS}/{enrolled['pupil']['id']}/expulsions", body, "registrar"
     )
 
-    problem(response, 409)
+    expect_problem(response, 409)
 
 
 @pytest.mark.parametrize(
@@ -458,7 +455,7 @@ def test_expel_rejects_invalid_body(web, changes, path):
 
     response = web.post(f"{PUPILS}/{pupil['id']}/expulsions", body, "registrar")
 
-    assert path in problem(response, 422)["errors"]
+    assert path in expect_problem(response, 422)["errors"]
 
 
 def test_expel_with_other_ground_and_detail(web):
@@ -496,7 +493,7 @@ def test_cancel_expulsion_reactivates_enrolment(backend_web):
     assert file["enrolments"][0]["status"] == "active"
     assert file["enrolments"][0]["expulsion"]["cancelled"] is True
 
-    problem(backend_web.post(path, body, "registrar"), 409)
+    expect_problem(backend_web.post(path, body, "registrar"), 409)
 
 
 def test_readmission_reopens_closed_file(web, enrolled):
@@ -508,7 +505,7 @@ def test_readmission_reopens_closed_file(web, enrolled):
         "effective_date": "2025-05-31",
         "order": order("40-у", date(2025, 6, 1)),
     }
-    problem(web.post(f"{PUPILS}/{pupil_id}/enrolments", early, "registrar"), 409)
+    expect_problem(web.post(f"{PUPILS}/{pupil_id}/enrolments", early, "registrar"), 409)
 
     web.enrol(pupil_id, programme_id, date(2025, 9, 1))
 
@@ -572,7 +569,7 @@ def test_attestation_scores_follow_criteria(web, enrolled, points, paths):
         "methodist",
     )
 
-    assert set(problem(response, 422)["errors"]) == paths
+    assert set(expect_problem(response, 422)["errors"]) == paths
     assert web.head() == head
 
 
@@ -595,7 +592,7 @@ def test_attestation_rejects_invalid_body(web, changes, path):
 
     response = web.post(f"{PUPILS}/{pupil['id']}/attestations", body, "methodist")
 
-    assert path in problem(response, 422)["errors"]
+    assert path in expect_problem(response, 422)["errors"]
 
 
 def test_attestation_in_the_future_is_422(web):
@@ -606,7 +603,7 @@ def test_attestation_in_the_future_is_422(web):
 
     response = web.post(f"{PUPILS}/{pupil['id']}/attestations", body, "methodist")
 
-    assert "date" in problem(response, 422)["errors"]
+    assert "date" in expect_problem(response, 422)["errors"]
 
 
 @pytest.mark.parametrize("on", ["2024-09-01", "2025-06-01"])
@@ -619,7 +616,9 @@ def test_attestation_outside_enrolment_is_409(web, enrolled, on):
         programme_id, date=on, protocol=order("3", date(2025, 6, 1))
     )
 
-    problem(web.post(f"{PUPILS}/{pupil_id}/attestations", body, "methodist"), 409)
+    expect_problem(
+        web.post(f"{PUPILS}/{pupil_id}/attestations", body, "methodist"), 409
+    )
     assert web.head() == head
 
 
@@ -644,7 +643,7 @@ def test_attestation_is_methodist_only(web):
         "registrar",
     )
 
-    problem(response, 403)
+    expect_problem(response, 403)
 
 
 def test_correction_recomputes_and_keeps_original(backend_web):
@@ -679,7 +678,7 @@ def test_correction_rejects_invalid_scores(web, enrolled):
         path, {"scores": scores(speech=6), "reason": "Ошибка"}, "methodist"
     )
 
-    assert "scores.speech" in problem(response, 422)["errors"]
+    assert "scores.speech" in expect_problem(response, 422)["errors"]
 
 
 def test_correction_of_unknown_attestation_is_404(web):
@@ -688,7 +687,7 @@ def test_correction_of_unknown_attestation_is_404(web):
 
     response = web.post(path, {"scores": scores(), "reason": "Ошибка"}, "methodist")
 
-    problem(response, 404)
+    expect_problem(response, 404)
 
 
 # Reads
@@ -719,7 +718,7 @@ def test_personal_file_has_every_part(backend_web):
     "pupil_id", [UNKNOWN_ID, "nobody", UNKNOWN_ID.replace("-", "")]
 )
 def test_personal_file_of_unknown_pupil_is_404(web, pupil_id):
-    problem(web.get(f"{PUPILS}/{pupil_id}", "methodist"), 404)
+    expect_problem(web.get(f"{PUPILS}/{pupil_id}", "methodist"), 404)
 
 
 @pytest.mark.parametrize(
@@ -811,12 +810,12 @@ def test_list_pages_by_normalised_name(backend_web):
 def test_list_rejects_invalid_query(web, query):
     response = web.get(PUPILS, "registrar", query)
 
-    errors = problem(response, 422)["errors"]
+    errors = expect_problem(response, 422)["errors"]
     assert all(path.startswith("query.") for path in errors)
 
 
 def test_list_needs_purpose_from_inspector(web):
-    problem(web.get(PUPILS, "inspector"), 403)
+    expect_problem(web.get(PUPILS, "inspector"), 403)
     expect(web.get(PUPILS, "inspector", **PURPOSE), 200)
 
 
@@ -878,14 +877,14 @@ def test_history_pages_by_position(backend_web):
 
 
 def test_history_of_unknown_pupil_is_404(web):
-    problem(web.get(f"{PUPILS}/{UNKNOWN_ID}/history", "methodist"), 404)
+    expect_problem(web.get(f"{PUPILS}/{UNKNOWN_ID}/history", "methodist"), 404)
 
 
 def test_history_is_for_methodist_and_inspector(web):
     pupil = web.register_pupil()
 
     for role in ("registrar", "specialist", "admin", "subscriber"):
-        problem(web.get(f"{PUPILS}/{pupil['id']}/history", role), 403)
+        expect_problem(web.get(f"{PUPILS}/{pupil['id']}/history", role), 403)
 
 
 def test_history_rejects_cursor_of_a_list(web):
@@ -898,7 +897,7 @@ def test_history_rejects_cursor_of_a_list(web):
         {"cursor": listed["next_cursor"]},
     )
 
-    assert "query.cursor" in problem(response, 422)["errors"]
+    assert "query.cursor" in expect_problem(response, 422)["errors"]
 
 
 def test_enrolment_effective_before_file_is_allowed_after_opening(web):

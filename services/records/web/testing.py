@@ -301,6 +301,19 @@ def expect(response: TestResponse, status: int) -> Json:
     return dict(body) if isinstance(body, dict) else {"body": body}
 
 
+def expect_problem(response: TestResponse, status: int) -> Json:
+    """Return the problem+json body of `response`, or raise if it is not one."""
+    body = expect(response, status)
+    if response.mimetype != "application/problem+json":
+        raise UnexpectedStatusError(f"expected problem+json, got {response.mimetype}")
+    for member in ("type", "title", "detail"):
+        if not isinstance(body.get(member), str):
+            raise UnexpectedStatusError(f"problem member {member!r} missing: {body}")
+    if body.get("status") != status:
+        raise UnexpectedStatusError(f"problem status is not {status}: {body}")
+    return body
+
+
 def make_client(data_dir: Path, database_url: str, **env: str) -> RecordsWebClient:
     """Build a records app on `database_url` with its token file in `data_dir`.
 
