@@ -1,0 +1,1 @@
+"""The archive service: retention deadlines of records, fed by the records feed."""

@@ -155,16 +155,12 @@ class ArchiveApplication(Application[UUID]):
         )
         if not feed_event.read_flag("left_centre"):
             return
-        closed_on = feed_event.read_date("file_closed_on")
-        expelled_on = feed_event.read_date("expelled_on")
-        if closed_on < expelled_on:
-            raise FeedFormatError(
-                f"event at position {feed_event.position} ({feed_event.type}): "
-                "data.file_closed_on is before data.expelled_on"
-            )
         file.close(
-            closed_on=closed_on,
-            expelled_on=expelled_on,
+            **_closure_dates(
+                feed_event,
+                feed_event.read_date("file_closed_on"),
+                feed_event.read_date("expelled_on"),
+            ),
             expulsion_id=None,
             position=feed_event.position,
         )
@@ -179,12 +175,18 @@ class ArchiveApplication(Application[UUID]):
         )
         if not feed_event.read_flag("left_centre"):
             return
+        # The contract gives the order and effective dates. The records
+        # service may also send the file's closure dates, which then decide.
         effective_date = feed_event.read_date("effective_date")
+        order_date = feed_event.read_date("date", inside="order")
+        closed_on = feed_event.read_optional_date("file_closed_on")
+        expelled_on = feed_event.read_optional_date("expelled_on")
         file.close(
-            closed_on=personal_file_closure(
-                feed_event.read_date("date", inside="order"), effective_date
+            **_closure_dates(
+                feed_event,
+                closed_on or personal_file_closure(order_date, effective_date),
+                expelled_on or effective_date,
             ),
-            expelled_on=effective_date,
             expulsion_id=feed_event.read_uuid("expulsion_id"),
             position=feed_event.position,
         )
@@ -227,6 +229,18 @@ class ArchiveApplication(Application[UUID]):
         journal.close(
             closed_on=feed_event.read_date("closed_on"), position=feed_event.position
         )
+
+
+def _closure_dates(
+    feed_event: FeedEvent, closed_on: date, expelled_on: date
+) -> dict[str, date]:
+    if closed_on < expelled_on:
+        raise FeedFormatError(
+            f"event at position {feed_event.position} ({feed_event.type}): "
+            f"the file closes on {closed_on}, before the expulsion takes effect "
+            f"on {expelled_on}"
+        )
+    return {"closed_on": closed_on, "expelled_on": expelled_on}
 
 
 _Finder = Callable[[type[Aggregate], UUID], Aggregate | None]

@@ -164,21 +164,30 @@ class FeedScript:
         left_centre: bool = True,
         expulsion_id: UUID | None = None,
         ground: str = "completed",
+        closure_dates: bool = True,
     ) -> Json:
-        """Append `pupil.expelled`, by default with the order signed that day."""
-        return self.append(
-            "pupil.expelled",
-            f"pupils/{pupil_id}",
-            {
-                "pupil_id": str(pupil_id),
-                "programme_id": str(uuid4()),
-                "expulsion_id": str(expulsion_id or uuid4()),
-                "effective_date": effective_date.isoformat(),
-                "ground": ground,
-                "order": _order(order_date or effective_date),
-                "left_centre": left_centre,
-            },
-        )
+        """Append `pupil.expelled`, by default with the order signed that day.
+
+        With `closure_dates` a leaving expulsion also carries `file_closed_on`
+        and `expelled_on`, as the records service sends them.
+        """
+        signed_on = order_date or effective_date
+        data: Json = {
+            "pupil_id": str(pupil_id),
+            "programme_id": str(uuid4()),
+            "expulsion_id": str(expulsion_id or uuid4()),
+            "effective_date": effective_date.isoformat(),
+            "ground": ground,
+            "order": _order(signed_on),
+            "left_centre": left_centre,
+        }
+        if closure_dates:
+            leaving = left_centre
+            data["file_closed_on"] = _iso(
+                max(signed_on, effective_date) if leaving else None
+            )
+            data["expelled_on"] = _iso(effective_date if leaving else None)
+        return self.append("pupil.expelled", f"pupils/{pupil_id}", data)
 
     def expulsion_cancelled(
         self,

@@ -101,10 +101,14 @@ def test_expelled_31_may_2025(archive):
     assert entry.status(date(2031, 1, 1)) is RetentionStatus.DESTROYABLE
 
 
-def test_order_in_january_closes_next_year(archive):
+@pytest.mark.parametrize("closure_dates", [True, False])
+def test_order_in_january_closes_next_year(archive, closure_dates):
     pupil_id = register(archive)
     archive.feed.pupil_expelled(
-        pupil_id, date(2025, 12, 31), order_date=date(2026, 1, 12)
+        pupil_id,
+        date(2025, 12, 31),
+        order_date=date(2026, 1, 12),
+        closure_dates=closure_dates,
     )
     archive.sync()
     entry = archive.personal_file(pupil_id)
@@ -114,6 +118,16 @@ def test_order_in_january_closes_next_year(archive):
     assert entry.expelled_on == date(2025, 12, 31)
     assert entry.kept_at_least_until == date(2030, 12, 31)
     assert entry.destroyable_from == date(2032, 1, 1)
+
+
+def test_closure_before_expulsion_is_malformed(archive):
+    pupil_id = register(archive)
+    event = archive.feed.pupil_expelled(pupil_id, date(2025, 5, 31))
+    event["data"]["file_closed_on"] = "2025-05-30"
+
+    with pytest.raises(FeedFormatError, match="before the expulsion takes effect"):
+        archive.app.apply_page(archive.feed.parsed_page(after=0))
+    assert archive.app.processed_position() == 0
 
 
 def test_expelled_29_february(archive):
