@@ -161,8 +161,11 @@ def request_id() -> str:
 
 def problem_response(problem: Problem) -> Response:
     """Render `problem` as an `application/problem+json` response."""
+    # A lone surrogate from the request (say, in a field name) cannot be
+    # encoded as UTF-8; written as a JSON escape it stays valid JSON.
+    body = current_app.json.dumps(problem.to_dict()).encode("utf-8", "backslashreplace")
     response = current_app.response_class(
-        current_app.json.dumps(problem.to_dict()),
+        body,
         status=problem.status,
         mimetype=PROBLEM_CONTENT_TYPE,
     )

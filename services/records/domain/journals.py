@@ -168,8 +168,6 @@ class Journal(RecordsAggregate):
 
     def close(self, *, closed_on: date) -> None:
         """Close the journal: no more sessions may be recorded."""
-        if self.is_closed:
-            raise RuleViolationError("the journal is already closed")
         if closed_on < self.year_start:
             raise InvalidFieldError(
                 "closed_on",
@@ -181,4 +179,6 @@ class Journal(RecordsAggregate):
             raise InvalidFieldError(
                 "closed_on", f"must not be before the last session ({last.isoformat()})"
             )
+        if self.is_closed:
+            raise RuleViolationError("the journal is already closed")
         self.trigger_event(self.Closed, closed_on=closed_on)
