@@ -55,7 +55,7 @@ class ProgrammeSpec:
     medium: str
     duration_minutes: int
     sessions_per_week: int
-    places: int  # pupils of one group, or one specialist's individual caseload
+    places: int  # pupils of one group, or of one journal's individual caseload
     topics: tuple[str, ...]
 
     @property
@@ -87,7 +87,7 @@ PROGRAMMES = (
         high="0.75",
         medium="0.45",
         duration_minutes=30,
-        sessions_per_week=2,
+        sessions_per_week=3,
         places=15,
         topics=(
             "Диагностика готовности к занятиям",
@@ -190,7 +190,7 @@ PROGRAMMES = (
         medium="0.4",
         duration_minutes=45,
         sessions_per_week=2,
-        places=14,
+        places=15,
         topics=(
             "Кто я? Самопознание подростка",
             "Мои сильные стороны",
@@ -253,7 +253,7 @@ PROGRAMMES = (
         medium="0.45",
         duration_minutes=25,
         sessions_per_week=2,
-        places=25,
+        places=13,
         topics=(
             "Обследование звукопроизношения",
             "Артикуляционная гимнастика",
@@ -318,7 +318,7 @@ PROGRAMMES = (
         high="0.75",
         medium="0.5",
         duration_minutes=30,
-        sessions_per_week=2,
+        sessions_per_week=3,
         places=15,
         topics=(
             "Лексическая тема «Осень»: существительные и прилагательные",
@@ -352,7 +352,7 @@ PROGRAMMES = (
         medium="0.5",
         duration_minutes=40,
         sessions_per_week=1,
-        places=25,
+        places=12,
         topics=(
             "Обследование чтения и письма",
             "Слоговое чтение с опорой на схему",
@@ -418,7 +418,7 @@ PROGRAMMES = (
         medium="0.4",
         duration_minutes=30,
         sessions_per_week=2,
-        places=12,
+        places=14,
         topics=(
             "Мой дом и моя семья",
             "Домашние и дикие животные",

@@ -38,8 +38,10 @@ PROGRAMME_PRIORITY = (
     "ЛОГ-03", "ПСИ-05", "ДЕФ-02", "ПСИ-04", "СОЦ-01", "СОЦ-02",
 )  # fmt: skip
 
-# Group programmes that get a second group first when there are spare journals.
-SECOND_GROUP_PRIORITY = ("ПСИ-02", "ЛОГ-02", "ДЕФ-02", "ПСИ-03", "ЛОГ-03", "ПСИ-01")
+# Programmes that get a second journal first when there are spare journals: the
+# individual courses with the largest caseloads, shared by two specialists, then
+# second groups.
+SECOND_JOURNAL_PRIORITY = ("ЛОГ-01", "ЛОГ-04", "ПСИ-02", "ЛОГ-02", "ДЕФ-02", "ПСИ-03")
 
 EARLY_GROUNDS = ("parents_request", "transfer", "circumstances", "other")
 EARLY_GROUND_WEIGHTS = (60, 20, 10, 10)
@@ -106,6 +108,7 @@ class Pupil:
     frailty: float
     truancy: float
     keep_closed: bool = False  # a leaving that illustrates a retention rule
+    registered_on: date | None = None  # the day the personal file was opened
 
     def age_on(self, day: date) -> int:
         """Return the pupil's age in full years on `day`."""
@@ -234,7 +237,7 @@ class _Centre:
         self._keys: dict[str, int] = {}
 
     def build(self) -> History:
-        quotas = _split(self.sizes.pupils, [2.0] + [1.0] * (len(self.years) - 1))
+        quotas = _split(self.sizes.pupils, [2.4] + [1.0] * (len(self.years) - 1))
         spare = _split_evenly(
             self.sizes.journals - len(self.running) * len(self.years), len(self.years)
         )
@@ -253,6 +256,7 @@ class _Centre:
         self._cancel_expulsions()
         self._cancel_one_enrolment()
         self._date_waiting_births()
+        self._date_registrations()
         self._assign_journals()
         return History(
             today=self.today,
@@ -308,7 +312,7 @@ class _Centre:
     def _open_journals(self, year: AcademicYear, spare: int) -> None:
         for programme in self.running:
             self._open_journal(programme, year, "Группа 1")
-        seconds = [p for p in SECOND_GROUP_PRIORITY if _spec(p) in self.running]
+        seconds = [p for p in SECOND_JOURNAL_PRIORITY if _spec(p) in self.running]
         seconds += [p.code for p in self.running if p.code not in seconds]
         for index in range(spare):
             programme = _spec(seconds[index % len(seconds)])
@@ -486,6 +490,14 @@ class _Centre:
             pupil.birth_date = birth
             self._names.add(_identity(pupil.name, birth))
 
+    def _date_registrations(self) -> None:
+        """Open each personal file a few days before the first enrolment order."""
+        for pupil in self.pupils:
+            orders = [e.order_date for e in self.enrolments if e.pupil is pupil]
+            before = min(orders, default=self.today)
+            back = timedelta(days=self.rng.randint(1, 10))
+            pupil.registered_on = previous_working_day(before - back)
+
     def _return_pupils(self, september: list[date]) -> None:
         """Re-admit some pupils who left the centre before this year."""
         for pupil in self.pupils:
@@ -557,7 +569,12 @@ class _Centre:
             and self._may_start(old.pupil, p, day)
         ]
         same_position = [p for p in options if p.position == old.programme.position]
-        return self._choose(same_position, day) or self._choose(options, day)
+        chosen = self._choose(same_position, day) or self._choose(options, day)
+        if chosen is None and options:
+            # A transfer frees a place as well: the director may exceed the other
+            # programme's places by one pupil for a while.
+            chosen = self.rng.choice(options)
+        return chosen
 
     def _leave_early(self, year: AcademicYear) -> None:
         """End some enrolments before their programme is complete."""

@@ -102,11 +102,11 @@ class Plan:
 
     def span(self) -> tuple[date, date]:
         """Return the first and the last date of the centre's documents and sessions."""
+        # Birth dates are left out: they are not the centre's activity.
         days = [
             day
             for command in self.commands
-            if command.kind != "pupil"  # birth dates are not the centre's activity
-            for day in carried_dates(command)
+            for day in carried_dates(command, fields=ACTIVITY_DATE_FIELDS)
         ]
         return min(days), max(days)
 
@@ -122,27 +122,30 @@ class Plan:
             yield batch
 
 
-DATE_FIELDS = ("date", "effective_date", "closed_on", "birth_date")
+ACTIVITY_DATE_FIELDS = frozenset({"date", "effective_date", "closed_on", "opened_on"})
+DATE_FIELDS = ACTIVITY_DATE_FIELDS | {"birth_date"}
 
 
-def carried_dates(command: Command) -> list[date]:
-    """List every date written in the command's body, at any depth.
+def carried_dates(
+    command: Command, *, fields: frozenset[str] = DATE_FIELDS
+) -> list[date]:
+    """List the dates in the command's body under any of `fields`, at any depth.
 
     The bounds of a journal's academic year are left out: they define the year
     rather than record something that happened.
     """
     found: list[date] = []
-    _collect_dates(command.body, found)
+    _collect_dates(command.body, fields, found)
     return found
 
 
-def _collect_dates(value: Any, found: list[date]) -> None:
+def _collect_dates(value: Any, fields: frozenset[str], found: list[date]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
-            if key in DATE_FIELDS and isinstance(item, str):
+            if key in fields and isinstance(item, str):
                 found.append(date.fromisoformat(item))
             elif key != "academic_year":
-                _collect_dates(item, found)
+                _collect_dates(item, fields, found)
     elif isinstance(value, list):
         for item in value:
-            _collect_dates(item, found)
+            _collect_dates(item, fields, found)

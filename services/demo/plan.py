@@ -161,7 +161,7 @@ class _CommandBuilder:
         commands = []
         for pupil in self.history.pupils:
             own = by_pupil[pupil.key]
-            first_day = min((c.day for c in own), default=self.history.today)
+            assert pupil.registered_on is not None
             commands.append(
                 Command(
                     kind="pupil",
@@ -171,8 +171,9 @@ class _CommandBuilder:
                         "name": pupil.name.name,
                         "patronymic": pupil.name.patronymic,
                         "birth_date": pupil.birth_date.isoformat(),
+                        "opened_on": pupil.registered_on.isoformat(),
                     },
-                    day=first_day,
+                    day=pupil.registered_on,
                     lane=pupil.key,
                     creates=pupil.key,
                 )

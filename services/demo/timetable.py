@@ -18,8 +18,11 @@ from services.demo.history import Enrolment, History, Journal, Pupil, Specialist
 
 MORNING = ("09:00", "09:45", "10:30", "11:15", "12:00")
 AFTERNOON = ("14:00", "14:45", "15:30", "16:15", "17:00", "17:45")
-# Weekday pairs for twice-weekly sessions, with a day of rest between them.
-WEEKDAY_PAIRS = ((0, 2), (0, 3), (1, 3), (1, 4), (2, 4))
+# Weekdays of sessions held twice or three times a week, with days of rest between.
+WEEKDAY_SETS = {
+    2: ((0, 2), (0, 3), (1, 3), (1, 4), (2, 4)),
+    3: ((0, 2, 4), (0, 1, 3), (1, 3, 4)),
+}
 
 # Chance per week that a pupil of average health falls ill, by month: colds and
 # flu peak from December to February.
@@ -101,10 +104,7 @@ def _times_for(age: int) -> tuple[str, ...]:
 
 
 def _weekday_sets(count: int, rng: random.Random) -> list[tuple[int, ...]]:
-    if count == 2:
-        sets: list[tuple[int, ...]] = list(WEEKDAY_PAIRS)
-    else:
-        sets = [(day,) for day in range(5)]
+    sets = list(WEEKDAY_SETS.get(count, [(day,) for day in range(5)]))
     rng.shuffle(sets)
     return sets
 

@@ -63,7 +63,7 @@ class Enrolment:
 @dataclass
 class Pupil:
     key: str
-    female_patronymic: bool
+    opened_on: date
     enrolments: list[Enrolment] = field(default_factory=list)
     attestations: list[tuple[str, date, str]] = field(default_factory=list)
 
@@ -161,8 +161,9 @@ class Replay:
         )
         assert identity not in self.identities, "duplicate pupil"
         self.identities.add(identity)
-        female = body["patronymic"].endswith("на")
-        self.pupils[command.lane] = Pupil(command.lane, female)
+        opened_on = date.fromisoformat(body["opened_on"])
+        assert opened_on >= identity[1], "file opened before the birth"
+        self.pupils[command.lane] = Pupil(command.lane, opened_on)
 
     def _new_enrolment(
         self, pupil: Pupil, key: str, programme: str, body: dict[str, Any]
@@ -191,7 +192,8 @@ class Replay:
         effective = date.fromisoformat(body["effective_date"])
         if leaving is not None:
             assert effective > leaving.effective, "re-admission before the leaving"
-        assert date.fromisoformat(body["order"]["date"]) <= effective
+        signed = date.fromisoformat(body["order"]["date"])
+        assert pupil.opened_on <= signed <= effective, "order signed out of turn"
         enrolment = self._new_enrolment(
             pupil, command.creates or "", body["programme_id"].key, body
         )
