@@ -154,10 +154,12 @@ class Follower:
             multiplier=0.2, max=max_backoff_seconds
         ) + wait_random(0, 0.3)
         self._behind = True
+        self._position = 0
+        self._failing = False
 
     def step(self, stop: threading.Event | None = None) -> FeedPage:
         """Fetch the next page, apply it, update the read model and the head."""
-        position = self.app.processed_position()
+        position = self._position = self.app.processed_position()
         # While the records head is ahead, ask without waiting: the rest may
         # be events the feed does not publish, and a long poll would stall.
         wait = 0 if self._behind else self.long_poll_seconds
@@ -175,6 +177,10 @@ class Follower:
         self.projector.catch_up()
         store_records_head(self.projector.engine, page.head_position, utc_now())
         self._behind = page.head_position > page.last_position
+        self._position = max(position, page.last_position)
+        if self._failing:
+            self._failing = False
+            logger.info("archive follower resumed at records position %d", position)
         return page
 
     def run(self, stop: threading.Event) -> None:
@@ -218,7 +224,10 @@ class Follower:
         error = state.outcome.exception() if state.outcome is not None else None
         delay = state.upcoming_sleep
         attempt = state.attempt_number
-        position = self.app.processed_position()
+        # The database may be the failing part, so the position is the one
+        # that the last step read rather than a new query.
+        position = self._position
+        self._failing = True
         if isinstance(error, SLOW_ERRORS):
             logger.error(
                 "archive follower: %s; retrying in %.0f s (records position %d, "

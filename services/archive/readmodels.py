@@ -206,12 +206,6 @@ class RetentionProjector:
             marker.schedule_fingerprint = self.schedule.fingerprint
         logger.info("retention schedule changed: recomputed %d entries", changed)
 
-    def position(self) -> int:
-        """Return the last archive log position applied to the read model."""
-        with Session(self.engine) as session:
-            row = session.get(ProjectionPositionRow, PROJECTION_NAME)
-            return row.position if row is not None else 0
-
     def catch_up(self, progress: tqdm[Any] | None = None) -> int:
         """Apply every archive event not applied yet and return their count."""
         applied = 0
