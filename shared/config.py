@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ DEFAULT_TIMEZONE = "Europe/Moscow"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MIN_POSITION_TIMEOUT = 10.0
 DEFAULT_RECORDS_URL = "http://127.0.0.1:8000"
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class Settings:
     min_position_timeout: float
     follower_max_lag: int
     production: bool
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -68,6 +74,7 @@ class Settings:
             ),
             follower_max_lag=_positive_int(env, "PUPIL_RECORDS_FOLLOWER_MAX_LAG", 1000),
             production=env.get("PUPIL_RECORDS_ENV", "").lower() == "production",
+            cors_origins=_origins(env.get("PUPIL_RECORDS_CORS_ORIGINS", "")),
         )
 
     def with_env(self) -> dict[str, str]:
@@ -85,6 +92,8 @@ class Settings:
         }
         if self.archive_feed_token:
             env["ARCHIVE_FEED_TOKEN"] = self.archive_feed_token
+        if self.cors_origins:
+            env["PUPIL_RECORDS_CORS_ORIGINS"] = ",".join(self.cors_origins)
         return env
 
 
@@ -95,6 +104,22 @@ def _zone(name: str) -> ZoneInfo:
         raise ConfigurationError(
             f"PUPIL_RECORDS_TIMEZONE={name!r} is not a known IANA time zone"
         ) from error
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = []
+    for item in raw.split(","):
+        origin = item.strip()
+        if not origin:
+            continue
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigurationError(
+                f"PUPIL_RECORDS_CORS_ORIGINS: {origin!r} is not an origin; list "
+                "each one as scheme://host[:port], e.g. https://portal.example.org "
+                "(a wildcard is not accepted)"
+            )
+        origins.append(origin.lower())
+    return tuple(origins)
 
 
 def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
