@@ -67,14 +67,16 @@ class Service:
         return self.client.get(path, query_string=params, headers=headers)
 
 
-def open_service(database_url: str, tmp_path) -> Service:
+def open_service(
+    database_url: str, tmp_path, min_position_timeout: float = 0.5
+) -> Service:
     store = TokenStore(tmp_path / "tokens.json")
     tokens = {role: store.issue(role, f"Сотрудник {role}") for role in ROLES}
     settings = Settings.from_env(
         {
             "ARCHIVE_DATABASE_URL": database_url,
             "PUPIL_RECORDS_TOKENS_FILE": str(tmp_path / "tokens.json"),
-            "PUPIL_RECORDS_MIN_POSITION_TIMEOUT": "0.5",
+            "PUPIL_RECORDS_MIN_POSITION_TIMEOUT": str(min_position_timeout),
             "PUPIL_RECORDS_FOLLOWER_MAX_LAG": "10",
         },
         data_dir=tmp_path,
@@ -118,7 +120,8 @@ def shared_service(database_url, backend, tmp_path):
         # The in-memory read model is one SQLite connection, which two threads
         # cannot use at once.
         pytest.skip("the in-memory read model serves one thread at a time")
-    opened = open_service(database_url, tmp_path)
+    # Long enough for the other thread's write even on a busy machine.
+    opened = open_service(database_url, tmp_path, min_position_timeout=10)
     yield opened
     opened.runtime.close()
 
