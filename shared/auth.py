@@ -4,14 +4,13 @@ Tokens live in a JSON file that stores only their SHA-256 hashes. Both
 services read the file and reload it when it changes, so a newly issued token
 works at once.
 
-How a view declares who may call it: decorate each view function or
-`MethodView` method with `requires(*roles)`. `init_auth(app, store)` installs
-a `before_request` hook that finds that declaration for the matched route and
-checks it before any view decorator runs. So authentication (401, 429) and the
-role (403) come before the body checks of `@blp.arguments` (415, 413, 400,
-422) whatever the order of the decorators. Routing errors (404, 405) come
-first of all. A route that declares no roles and is not public is refused
-(403) for every caller, so a forgotten declaration fails closed.
+Who may call a route is decided by one table, `shared.access.ROUTES`.
+`init_auth(app, store, rules=...)` installs a `before_request` hook that looks
+up the matched route there and checks the caller before any view decorator
+runs. So authentication (401, 429) and the role (403) come before the body
+checks of `@blp.arguments` (415, 413, 400, 422) whatever the order of the
+decorators. Routing errors (404, 405) come first of all. A route missing from
+the table is refused (403) for every caller, so a forgotten entry fails closed.
 """
 
 from __future__ import annotations
@@ -29,15 +28,14 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from copy import deepcopy
 from dataclasses import dataclass
-from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
 from urllib.parse import unquote_to_bytes
 
 from flask import Flask, current_app, g, request
 
+from shared.access import ROLES, STAFF, AccessTable, Route
 from shared.actor import Principal, reset_principal, set_principal
 from shared.clock import iso_utc, utc_now
 from shared.problems import (
@@ -51,20 +49,8 @@ from shared.problems import (
 
 logger = logging.getLogger(__name__)
 
-ROLES: tuple[str, ...] = (
-    "registrar",
-    "specialist",
-    "methodist",
-    "archivist",
-    "inspector",
-    "subscriber",
-    "admin",
-)
-STAFF: tuple[str, ...] = tuple(role for role in ROLES if role != "subscriber")
+__all__ = ["ROLES", "STAFF"]
 
-PUBLIC_PATHS: frozenset[str] = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs"}
-)
 PURPOSE_HEADER = "X-Purpose"
 MAX_PURPOSE_LENGTH = 1000
 MAX_TOKEN_LENGTH = 512
@@ -333,7 +319,7 @@ class FailedAuthThrottle:
 
 @dataclass(frozen=True)
 class Access:
-    """Access rule of a view: the allowed roles and whether it reads personal data."""
+    """Roles a view declares with `requires`, checked against the role matrix."""
 
     roles: frozenset[str]
     personal_data: bool = False
@@ -343,15 +329,19 @@ class Access:
 class _AuthState:
     store: TokenStore
     throttle: FailedAuthThrottle
-    public_paths: frozenset[str]
+    rules: AccessTable
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def requires(*roles: str, personal_data: bool = False) -> Callable[[F], F]:
-    """Declare the roles that may call a view; `personal_data` needs X-Purpose
-    from an inspector."""
+    """Declare the roles a view expects; the role matrix must agree.
+
+    The matrix in `shared.access` decides who may call a route. A declaration
+    that disagrees with it makes the route refuse every caller (403), so the
+    two cannot silently differ.
+    """
     if not roles:
         raise ValueError("requires() needs at least one role")
     for role in roles:
@@ -359,50 +349,24 @@ def requires(*roles: str, personal_data: bool = False) -> Callable[[F], F]:
     access = Access(frozenset(roles), personal_data)
 
     def decorator(view: F) -> F:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            # The before_request hook normally checked already; this covers
-            # an app that routes to the view without that hook.
-            if not g.get("_access_checked"):
-                _check_access(access)
-            return view(*args, **kwargs)
-
-        wrapper_any = cast(Any, wrapper)
-        wrapper_any._access = access
-        _document_access(wrapper_any, access)
-        return cast(F, wrapper)
+        cast(Any, view)._access = access
+        return view
 
     return decorator
-
-
-def public(view: F) -> F:
-    """Mark a view as open to callers without a token."""
-    cast(Any, view)._public = True
-    return view
-
-
-def _document_access(view: Any, access: Access) -> None:
-    apidoc = deepcopy(getattr(view, "_apidoc", {}))
-    manual = apidoc.setdefault("manual_doc", {})
-    manual["security"] = [{BEARER_SCHEME_NAME: []}]
-    manual["x-roles"] = sorted(access.roles)
-    if access.personal_data:
-        manual["x-personal-data"] = True
-    view._apidoc = apidoc
 
 
 def init_auth(
     app: Flask,
     store: TokenStore,
     *,
+    rules: AccessTable,
     throttle: FailedAuthThrottle | None = None,
-    public_paths: frozenset[str] = PUBLIC_PATHS,
 ) -> None:
-    """Check every request of `app` against `store` before its view runs."""
+    """Check every request of `app` against `store` and the role matrix `rules`."""
     app.extensions[_EXTENSION_KEY] = _AuthState(
         store=store,
         throttle=throttle or FailedAuthThrottle(),
-        public_paths=public_paths,
+        rules=rules,
     )
     app.before_request(_authorize_request)
     app.teardown_request(_forget_principal)
@@ -416,13 +380,22 @@ def _state() -> _AuthState:
 
 
 def _authorize_request() -> None:
-    if request.routing_exception is not None:
+    if request.routing_exception is not None or request.url_rule is None:
         # Flask raises the routing error (404 or 405) before any other check.
         return
-    view = view_for_request()
-    if request.path in _state().public_paths or getattr(view, "_public", False):
+    if request.method == "OPTIONS":
         return
-    _check_access(getattr(view, "_access", None))
+    route = _state().rules.find(request.method, request.url_rule.rule)
+    g.access_route = route
+    if route is not None and route.public:
+        return
+    _check_access(route)
+
+
+def access_route() -> Route | None:
+    """Return the role-matrix entry of the current request, if it has one."""
+    route: Route | None = g.get("access_route")
+    return route
 
 
 def view_for_request() -> Any:
@@ -438,25 +411,41 @@ def view_for_request() -> Any:
     return handler
 
 
-def _check_access(access: Access | None) -> None:
+def _check_access(route: Route | None) -> None:
     principal = _authenticate()
     g.principal = principal
     g._principal_token = set_principal(principal)
-    if access is None:
+    if route is None:
         raise forbidden(f"No role may call {request.method} {request.path}.")
-    if principal.role not in access.roles:
-        allowed = ", ".join(sorted(access.roles))
+    _check_declaration(route)
+    if principal.role not in route.roles:
+        allowed = ", ".join(sorted(route.roles))
         raise forbidden(
             f"The role {principal.role} may not call {request.method} "
             f"{request.path}; allowed roles: {allowed}."
         )
     g.purpose = _read_purpose()
-    if access.personal_data and principal.role == "inspector" and not g.purpose:
+    if route.personal_data and principal.role == "inspector" and not g.purpose:
         raise forbidden(
             "An inspector must give the purpose of reading personal data in the "
             f"{PURPOSE_HEADER} header (percent-encoded UTF-8)."
         )
-    g._access_checked = True
+
+
+def _check_declaration(route: Route) -> None:
+    declared: Access | None = getattr(view_for_request(), "_access", None)
+    if declared is None:
+        return
+    if declared != Access(route.roles, route.personal_data):
+        logger.error(
+            "the roles declared on %s %s differ from the role matrix",
+            request.method,
+            route.path,
+        )
+        raise forbidden(
+            f"No role may call {request.method} {request.path}: its declared "
+            "roles differ from the role matrix."
+        )
 
 
 def _authenticate() -> Principal:

@@ -1,26 +1,26 @@
 """The Flask base of both services: errors, auth, OpenAPI, health and headers.
 
-A service builds its app with `create_base_app(...)`, registers blueprints
-made with this module's `Blueprint` on the returned `Api`, and declares roles
-with `shared.auth.requires` on each view::
+A service builds its app with `create_base_app(...)`, passing the rules of
+its routes from the role matrix, and registers blueprints made with this
+module's `Blueprint` on the returned `Api`::
 
-    blp = Blueprint("pupils", __name__, url_prefix="/api/v1/pupils")
+    app, api = create_base_app(
+        name=__name__,
+        title="pupil-records: records service",
+        settings=settings,
+        readiness=runtime.readiness,
+        access=AccessTable.for_service("records"),
+    )
+    api.register_blueprint(pupils.blp)
 
-    @blp.route("")
-    class Pupils(MethodView):
-        @requires("registrar")
-        @blp.arguments(PupilSchema)
-        @blp.response(201, PupilOutSchema)
-        def post(self, body): ...
-
-        @requires("methodist", "registrar", "inspector", personal_data=True)
-        @blp.arguments(PupilListQuerySchema, location="query")
-        @blp.response(200, PupilPageSchema)
-        def get(self, query): ...
+Who may call each route comes from `shared.access.ROUTES`, never from the
+views.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import logging
 import re
@@ -43,13 +43,14 @@ from prometheus_client import (
     generate_latest,
 )
 
+from shared.access import AccessDocsPlugin, AccessTable
 from shared.auth import (
     BEARER_SCHEME_NAME,
-    PUBLIC_PATHS,
+    PURPOSE_HEADER,
     FailedAuthThrottle,
     TokenStore,
+    access_route,
     init_auth,
-    public,
     view_for_request,
 )
 from shared.clock import iso_utc
@@ -70,6 +71,7 @@ from shared.problems import (
     unavailable,
     validation,
 )
+from shared.security import add_security_headers, check_production, docs_policy
 
 logger = logging.getLogger(__name__)
 
@@ -137,10 +139,17 @@ def create_base_app(
     title: str,
     settings: Settings,
     readiness: Callable[[], str | None],
+    access: AccessTable,
     token_store: TokenStore | None = None,
     throttle: FailedAuthThrottle | None = None,
 ) -> tuple[Flask, Api]:
-    """Build a Flask app and its Api with the rules both services share."""
+    """Build a Flask app and its Api with the rules both services share.
+
+    Raises `ConfigurationError` in production mode when a secret is missing
+    or left at a default.
+    """
+    if settings.production:
+        check_production(settings)
     app = Flask(name, static_folder=None)
     app.json = ApiJSONProvider(app)
     app.config.update(
@@ -160,15 +169,23 @@ def create_base_app(
     api.spec.components.security_scheme(
         BEARER_SCHEME_NAME, {"type": "http", "scheme": "bearer"}
     )
-    _install_request_hooks(app)
+    _add_spec_plugin(api, AccessDocsPlugin(access, PURPOSE_HEADER))
+    _install_request_hooks(app, settings)
     init_auth(
         app,
         token_store if token_store is not None else TokenStore(settings.tokens_file),
+        rules=access,
         throttle=throttle,
     )
     app.before_request(_reject_undeclared_query)
     _register_service_routes(app, api, readiness)
     return app, api
+
+
+def _add_spec_plugin(api: Api, plugin: Any) -> None:
+    # Plugins run in order, so this one sees the paths flask-smorest made.
+    plugin.init_spec(api.spec)
+    api.spec.plugins.append(plugin)
 
 
 def _register_field_types(api: Api) -> None:
@@ -184,10 +201,11 @@ def _reject_undeclared_query() -> None:
     # and `min_position`, which every GET must honour; reject them instead.
     if request.method not in ("GET", "HEAD") or not request.args:
         return
-    if request.routing_exception is not None or request.path in PUBLIC_PATHS:
+    route = access_route()
+    if request.routing_exception is not None or route is None or route.public:
         return
     view = view_for_request()
-    if view is None or getattr(view, "_public", False) or _declares_query(view):
+    if view is None or _declares_query(view):
         return
     raise validation(
         {f"query.{name}": ["Unknown field."] for name in request.args},
@@ -203,7 +221,7 @@ def _declares_query(view: Any) -> bool:
     )
 
 
-def _install_request_hooks(app: Flask) -> None:
+def _install_request_hooks(app: Flask, settings: Settings) -> None:
     registry = CollectorRegistry(auto_describe=True)
     requests_total = Counter(
         "http_requests_total",
@@ -228,10 +246,8 @@ def _install_request_hooks(app: Flask) -> None:
 
     @app.after_request
     def _finish_request(response: Response) -> Response:
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        add_security_headers(request, response, settings.cors_origins)
         response.headers[REQUEST_ID_HEADER] = request_id()
-        if request.path.startswith(API_PREFIX + "/"):
-            response.headers["Cache-Control"] = "no-store"
         # Label by route template, never by path: paths hold pupil ids.
         route = request.url_rule.rule if request.url_rule else "unmatched"
         requests_total.labels(request.method, route, str(response.status_code)).inc()
@@ -247,12 +263,10 @@ def _register_service_routes(
     app: Flask, api: Api, readiness: Callable[[], str | None]
 ) -> None:
     @app.get("/healthz")
-    @public
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    @public
     def readyz() -> dict[str, str]:
         reason = _readiness_reason(readiness)
         if reason is not None:
@@ -260,7 +274,6 @@ def _register_service_routes(
         return {"status": "ready"}
 
     @app.get("/metrics")
-    @public
     def metrics() -> Response:
         # NOTE: each gunicorn worker counts its own requests, so a scrape
         # returns the counts of whichever worker handled it.
@@ -268,10 +281,11 @@ def _register_service_routes(
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     @app.get(f"{API_PREFIX}/docs")
-    @public
     def docs() -> Response:
         page = render_docs_page(api.spec.to_dict())
-        return Response(page, mimetype="text/html")
+        response = Response(page, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = docs_policy(DOCS_STYLE_HASH)
+        return response
 
 
 def _readiness_reason(readiness: Callable[[], str | None]) -> str | None:
@@ -327,6 +341,10 @@ pre{padding:.6rem;overflow:auto}table{border-collapse:collapse}
 td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}
 .roles{color:#555}
 """
+# The page's content security policy allows exactly this inline style.
+DOCS_STYLE_HASH = "sha256-" + base64.b64encode(
+    hashlib.sha256(_DOCS_STYLE.encode("utf-8")).digest()
+).decode("ascii")
 
 
 def render_docs_page(spec: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from flask import Flask, g
 from flask.testing import FlaskClient
 from flask.views import MethodView
 
+from shared.access import PUBLIC_PATHS, AccessTable, Route
 from shared.actor import find_principal, get_principal
 from shared.auth import FailedAuthThrottle, TokenStore, requires
 from shared.config import Settings
@@ -125,6 +126,37 @@ def undeclared() -> dict[str, str]:
     return {"reached": "yes"}
 
 
+@blp.route("/mismatch")
+@requires("admin")
+def mismatch() -> dict[str, str]:
+    return {"reached": "yes"}
+
+
+def _rule(method: str, path: str, *roles: str, pupils: str | None = None) -> Route:
+    return Route(
+        "records",
+        method,
+        path,
+        roles=frozenset(roles),
+        personal_data=pupils is not None,
+        pupils=pupils,
+    )
+
+
+# The role matrix of this test app; `/undeclared` is missing on purpose.
+ACCESS = AccessTable(
+    [
+        *(Route("records", "GET", path, public=True) for path in PUBLIC_PATHS),
+        _rule("POST", "/api/v1/sessions", "specialist"),
+        _rule("GET", "/api/v1/sessions", "specialist", "inspector", pupils="items"),
+        _rule("POST", "/api/v1/sessions/{session_id}/closure", "specialist"),
+        _rule("GET", "/api/v1/sessions/boom", "specialist"),
+        _rule("GET", "/api/v1/sessions/plain", "specialist"),
+        _rule("GET", "/api/v1/sessions/mismatch", "specialist"),
+    ]
+)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -164,6 +196,7 @@ def app(
         title="Test service",
         settings=settings,
         readiness=lambda: ready["reason"],
+        access=ACCESS,
         token_store=store,
         throttle=FailedAuthThrottle(clock=clock),
     )
@@ -343,6 +376,20 @@ def test_undeclared_route_is_403_for_everyone(client, store):
     headers = {"Authorization": f"Bearer {store.issue('admin', 'Администратор')}"}
 
     assert_problem(client.get("/api/v1/sessions/undeclared", headers=headers), 403)
+
+
+def test_declaration_differing_from_matrix_is_403(client, specialist, store):
+    admin = {"Authorization": f"Bearer {store.issue('admin', 'Администратор')}"}
+
+    assert_problem(client.get("/api/v1/sessions/mismatch", headers=specialist), 403)
+    assert_problem(client.get("/api/v1/sessions/mismatch", headers=admin), 403)
+
+
+def test_options_needs_no_token(client):
+    response = client.options("/api/v1/sessions")
+
+    assert response.status_code == 200
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
 
 
 def test_public_paths_need_no_token(client):
@@ -740,6 +787,9 @@ def test_openapi_document_has_bearer_scheme(client):
         "inspector",
         "specialist",
     ]
+    assert spec["paths"]["/api/v1/sessions"]["get"]["x-personal-data"] is True
+    assert spec["paths"]["/api/v1/sessions"]["post"]["x-roles"] == ["specialist"]
+    assert "x-personal-data" not in spec["paths"]["/api/v1/sessions"]["post"]
 
 
 def test_docs_page_is_self_contained(client):

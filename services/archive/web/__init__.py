@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError as SQLOperationalError
 
 from services.archive.web.runtime import EXTENSION_KEY, ArchiveRuntime
 from services.archive.web.views import blp
+from shared.access import AccessTable
 from shared.auth import FailedAuthThrottle, TokenStore
 from shared.config import Settings
 from shared.problems import problem_response, request_id, unavailable
@@ -48,6 +49,7 @@ def create_app(
         title="pupil-records archive",
         settings=settings,
         readiness=runtime.readiness,
+        access=AccessTable.for_service("archive"),
         token_store=token_store,
         throttle=throttle,
     )

@@ -14,6 +14,7 @@ from services.records.web.common import IdConverter, id_parameter_schema
 from services.records.web.errors import install_records_error_handlers
 from services.records.web.runtime import RecordsRuntime, get_runtime, install_runtime
 from services.records.web.schemas import register_response_fields
+from shared.access import AccessTable
 from shared.auth import FailedAuthThrottle, TokenStore
 from shared.config import Settings
 from shared.web import create_base_app
@@ -35,6 +36,7 @@ def create_app(
         title="pupil-records: records service",
         settings=settings,
         readiness=runtime.readiness,
+        access=AccessTable.for_service("records"),
         token_store=token_store,
         throttle=throttle,
     )

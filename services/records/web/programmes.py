@@ -27,7 +27,6 @@ from services.records.web.schemas import (
     PageQueryArgsSchema,
     ReadQueryArgsSchema,
 )
-from shared.auth import STAFF, requires
 from shared.fields import Name, OrderSchema, StrictInteger
 from shared.web import Blueprint
 
@@ -147,7 +146,6 @@ class ProgrammeListQueryArgsSchema(PageQueryArgsSchema):
 
 @blp.route("")
 class Programmes(MethodView):
-    @requires("admin")
     @blp.arguments(ProgrammeRequestSchema)
     @blp.response(201, ProgrammeResultSchema, headers=LOCATION_HEADER_DOC)
     def post(self, body: Body) -> Any:
@@ -158,7 +156,6 @@ class Programmes(MethodView):
         )
         return created(command_body(result), programme_url(result.resource["id"]))
 
-    @requires(*STAFF)
     @blp.arguments(ProgrammeListQueryArgsSchema, location="query")
     @blp.response(200, ProgrammePageSchema)
     def get(self, query: Body) -> Body:
@@ -172,7 +169,6 @@ class Programmes(MethodView):
 
 @blp.route("/<id:programme_id>")
 class ProgrammeById(MethodView):
-    @requires(*STAFF)
     @blp.arguments(ReadQueryArgsSchema, location="query")
     @blp.response(200, ProgrammeSchema)
     def get(self, query: Body, programme_id: str) -> Body:

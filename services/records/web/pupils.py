@@ -38,11 +38,7 @@ from services.records.web.pupil_schemas import (
     TransferRequestSchema,
 )
 from services.records.web.schemas import ReadQueryArgsSchema
-from shared.auth import requires
 from shared.web import Blueprint
-
-FILE_READERS = ("methodist", "registrar", "inspector")
-HISTORY_READERS = ("methodist", "inspector")
 
 blp = Blueprint(
     "pupils",
@@ -54,7 +50,6 @@ blp = Blueprint(
 
 @blp.route("")
 class Pupils(MethodView):
-    @requires("registrar")
     @blp.arguments(PupilRegistrationSchema)
     @blp.response(201, PersonalFileResultSchema, headers=LOCATION_HEADER_DOC)
     def post(self, body: Body) -> Any:
@@ -63,7 +58,6 @@ class Pupils(MethodView):
         answer = command_body(result, enrolments=[], attestations=[], attendance=[])
         return created(answer, pupil_url(answer["id"]))
 
-    @requires(*FILE_READERS, personal_data=True)
     @blp.arguments(PupilListQueryArgsSchema, location="query")
     @blp.response(200, PupilPageSchema)
     def get(self, query: Body) -> Body:
@@ -80,7 +74,6 @@ class Pupils(MethodView):
 
 @blp.route("/<id:pupil_id>")
 class PupilById(MethodView):
-    @requires(*FILE_READERS, personal_data=True)
     @blp.arguments(ReadQueryArgsSchema, location="query")
     @blp.response(200, PersonalFileSchema)
     def get(self, query: Body, pupil_id: str) -> Body:
@@ -94,7 +87,6 @@ class PupilById(MethodView):
 
 @blp.route("/<id:pupil_id>/history")
 class PupilHistory(MethodView):
-    @requires(*HISTORY_READERS, personal_data=True)
     @blp.arguments(HistoryQueryArgsSchema, location="query")
     @blp.response(200, HistoryPageSchema)
     def get(self, query: Body, pupil_id: str) -> Body:
@@ -112,7 +104,6 @@ class PupilHistory(MethodView):
 
 
 @blp.route("/<id:pupil_id>/enrolments", methods=["POST"])
-@requires("registrar")
 @blp.arguments(EnrolmentRequestSchema)
 @blp.response(201, EnrolmentResultSchema, headers=LOCATION_HEADER_DOC)
 def enrol(body: Body, pupil_id: str) -> Any:
@@ -123,7 +114,6 @@ def enrol(body: Body, pupil_id: str) -> Any:
 
 
 @blp.route("/<id:pupil_id>/enrolments/<id:enrolment_id>/cancellation", methods=["POST"])
-@requires("registrar")
 @blp.arguments(CancellationRequestSchema)
 @blp.response(200, EnrolmentResultSchema)
 def cancel_enrolment(body: Body, pupil_id: str, enrolment_id: str) -> Body:
@@ -135,7 +125,6 @@ def cancel_enrolment(body: Body, pupil_id: str, enrolment_id: str) -> Body:
 
 
 @blp.route("/<id:pupil_id>/transfers", methods=["POST"])
-@requires("registrar")
 @blp.arguments(TransferRequestSchema)
 @blp.response(201, EnrolmentResultSchema, headers=LOCATION_HEADER_DOC)
 def transfer(body: Body, pupil_id: str) -> Any:
@@ -146,7 +135,6 @@ def transfer(body: Body, pupil_id: str) -> Any:
 
 
 @blp.route("/<id:pupil_id>/expulsions", methods=["POST"])
-@requires("registrar")
 @blp.arguments(ExpulsionRequestSchema)
 @blp.response(201, ExpulsionResultSchema, headers=LOCATION_HEADER_DOC)
 def expel(body: Body, pupil_id: str) -> Any:
@@ -157,7 +145,6 @@ def expel(body: Body, pupil_id: str) -> Any:
 
 
 @blp.route("/<id:pupil_id>/expulsions/<id:expulsion_id>/cancellation", methods=["POST"])
-@requires("registrar")
 @blp.arguments(CancellationRequestSchema)
 @blp.response(200, ExpulsionResultSchema)
 def cancel_expulsion(body: Body, pupil_id: str, expulsion_id: str) -> Body:
@@ -169,7 +156,6 @@ def cancel_expulsion(body: Body, pupil_id: str, expulsion_id: str) -> Body:
 
 
 @blp.route("/<id:pupil_id>/attestations", methods=["POST"])
-@requires("methodist")
 @blp.arguments(AttestationRequestSchema)
 @blp.response(201, AttestationResultSchema, headers=LOCATION_HEADER_DOC)
 def record_attestation(body: Body, pupil_id: str) -> Any:
@@ -183,7 +169,6 @@ def record_attestation(body: Body, pupil_id: str) -> Any:
 @blp.route(
     "/<id:pupil_id>/attestations/<id:attestation_id>/corrections", methods=["POST"]
 )
-@requires("methodist")
 @blp.arguments(CorrectionRequestSchema)
 @blp.response(200, AttestationResultSchema)
 def correct_attestation(body: Body, pupil_id: str, attestation_id: str) -> Body:

@@ -1,0 +1,160 @@
+"""HTTP hardening of both services and the checks of production mode.
+
+`add_security_headers` runs on every response: `nosniff`, no referrer, a
+content security policy (the docs page sets its own), `no-store` on the API
+(every answer there may hold personal data) and CORS headers for the origins
+configured in `PUPIL_RECORDS_CORS_ORIGINS`, none by default.
+
+`check_production` rejects settings that would run a production service with a
+default or missing secret; the web app factories call it when
+`PUPIL_RECORDS_ENV=production`.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from flask import Request, Response
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from shared.config import ConfigurationError, Settings
+from shared.storage import is_memory
+
+API_PATH_PREFIX = "/api/v1/"
+# A JSON answer loads nothing, so nothing may be loaded or framed.
+DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+CORS_ALLOWED_HEADERS = "Authorization, Content-Type, X-Purpose, X-Request-Id"
+CORS_EXPOSED_HEADERS = "Location, Retry-After, WWW-Authenticate, X-Request-Id"
+CORS_MAX_AGE_SECONDS = 600
+# Passwords that appear in examples and images; a production service must not
+# run with one of them.
+WELL_KNOWN_PASSWORDS = frozenset(
+    {"secret", "password", "postgres", "changeme", "change-me", "example"}
+)
+OTHERS_READ_WRITE = stat.S_IROTH | stat.S_IWOTH
+GROUP_OR_OTHERS = stat.S_IRWXG | stat.S_IRWXO
+
+
+def add_security_headers(
+    request: Request, response: Response, cors_origins: tuple[str, ...]
+) -> Response:
+    """Add the hardening headers and, for an allowed origin, the CORS headers."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
+    if request.path.startswith(API_PATH_PREFIX):
+        response.headers["Cache-Control"] = "no-store"
+    if cors_origins:
+        _add_cors_headers(request, response, cors_origins)
+    return response
+
+
+def docs_policy(style_hash: str) -> str:
+    """Return the policy of the docs page: its one inline style, nothing else."""
+    return (
+        f"default-src 'none'; style-src '{style_hash}'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
+def _add_cors_headers(
+    request: Request, response: Response, origins: tuple[str, ...]
+) -> None:
+    response.vary.add("Origin")
+    origin = request.headers.get("Origin", "").lower()
+    if origin not in origins:
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+    preflight = request.method == "OPTIONS" and request.headers.get(
+        "Access-Control-Request-Method"
+    )
+    if preflight and "Allow" in response.headers:
+        response.headers["Access-Control-Allow-Methods"] = response.headers["Allow"]
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOWED_HEADERS
+        response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
+
+
+# Production mode
+
+
+def check_production(settings: Settings) -> None:
+    """Raise `ConfigurationError` listing every reason the settings are unsafe."""
+    problems = production_problems(settings)
+    if problems:
+        raise ConfigurationError(
+            "refusing to start in production mode (PUPIL_RECORDS_ENV=production): "
+            + "; ".join(problems)
+        )
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Return why `settings` must not serve in production; empty when they may."""
+    problems = _private_directory_problems(settings.data_dir)
+    problems += _token_file_problems(settings.tokens_file)
+    for name, url in (
+        ("RECORDS_DATABASE_URL", settings.records_database_url),
+        ("ARCHIVE_DATABASE_URL", settings.archive_database_url),
+    ):
+        problems += _database_url_problems(name, url)
+    # The token file usually lives in the data dir: name that folder once.
+    return list(dict.fromkeys(problems))
+
+
+def _token_file_problems(path: Path) -> list[str]:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return [
+            f"the token file {path} does not exist; issue the first token with "
+            "`pupil-records token issue`"
+        ]
+    except OSError as error:
+        return [f"the token file {path} cannot be read: {error.strerror}"]
+    problems = []
+    if not stat.S_ISREG(info.st_mode):
+        problems.append(f"the token file {path} is not a regular file")
+    elif info.st_mode & GROUP_OR_OTHERS:
+        problems.append(
+            f"the token file {path} has mode {stat.filemode(info.st_mode)}; "
+            "make it readable by its owner only (chmod 600)"
+        )
+    problems += _private_directory_problems(path.parent)
+    return problems
+
+
+def _private_directory_problems(folder: Path) -> list[str]:
+    try:
+        info = folder.stat()
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        return [f"the folder {folder} cannot be read: {error.strerror}"]
+    if info.st_mode & OTHERS_READ_WRITE:
+        return [
+            f"the folder {folder} has mode {stat.filemode(info.st_mode)}; other "
+            "users may list or change it, so remove their access (chmod o-rwx)"
+        ]
+    return []
+
+
+def _database_url_problems(name: str, url: str) -> list[str]:
+    if is_memory(url):
+        return [f"{name} selects the in-process test store, which keeps nothing"]
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return [f"{name} is not a valid database URL"]
+    if parsed.get_backend_name() != "postgresql":
+        return []
+    if not parsed.password:
+        return [f"{name} gives no password for the PostgreSQL user"]
+    if str(parsed.password).lower() in WELL_KNOWN_PASSWORDS:
+        return [
+            f"{name} uses a well-known example password; set a random one "
+            "(e.g. with docker/init-secrets.sh)"
+        ]
+    return []
