@@ -7,8 +7,8 @@ from datetime import date, timedelta
 
 FIRST_ACADEMIC_YEAR = 2023
 
-# Non-working days fixed by the Labour Code (art. 112) plus 31 December, on which
-# the centre holds no sessions. Weekends are excluded separately.
+# Non-working days fixed by the Labour Code (art. 112), plus 31 December, when the
+# centre has no sessions either. Weekends are excluded separately.
 _HOLIDAYS = (
     (1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (1, 8),
     (2, 23), (3, 8), (5, 1), (5, 9), (6, 12), (11, 4), (12, 31),
@@ -28,14 +28,6 @@ class AcademicYear:
     @property
     def end(self) -> date:
         return date(self.start_year + 1, 5, 31)
-
-    @property
-    def label(self) -> str:
-        return f"{self.start_year}/{(self.start_year + 1) % 100:02d}"
-
-    def contains(self, day: date) -> bool:
-        """Tell whether `day` falls inside this academic year."""
-        return self.start <= day <= self.end
 
     def working_days(self, until: date | None = None) -> list[date]:
         """List the year's working days, up to and including `until` if given."""

@@ -58,10 +58,6 @@ class ProgrammeSpec:
     places: int  # pupils of one group, or of one journal's individual caseload
     topics: tuple[str, ...]
 
-    @property
-    def max_total(self) -> int:
-        return sum(criterion.max_score for criterion in self.criteria)
-
 
 def _criteria(max_score: int, *items: tuple[str, str]) -> tuple[Criterion, ...]:
     return tuple(Criterion(code, title, max_score) for code, title in items)

@@ -16,7 +16,6 @@ from services.demo.calendar import (
     AcademicYear,
     academic_years,
     current_start_year,
-    is_working_day,
     next_working_day,
     previous_working_day,
     working_days_between,
@@ -55,10 +54,14 @@ OTHER_GROUND_DETAILS = (
 
 LEAP_DAY = date(2024, 2, 29)
 
+# New pupils admitted in the first year relative to a later year: the centre
+# opens with every place free, later years only fill the places that came free.
+FIRST_YEAR_INTAKE = 2.4
+
 
 @dataclass(frozen=True)
 class Sizes:
-    """How big the demo centre is; `scaled` shrinks it for quick loads."""
+    """Target sizes of the demo centre; `scaled` shrinks them for quick loads."""
 
     pupils: int = 300
     journals: int = 60
@@ -107,7 +110,7 @@ class Pupil:
     ability: float
     frailty: float
     truancy: float
-    keep_closed: bool = False  # a leaving that illustrates a retention rule
+    keep_closed: bool = False  # the leaving stays as planned: no later enrolment
     registered_on: date | None = None  # the day the personal file was opened
 
     def age_on(self, day: date) -> int:
@@ -208,8 +211,6 @@ class History:
 
     today: date
     years: list[AcademicYear]
-    programmes: tuple[ProgrammeSpec, ...]
-    specialists: list[Specialist]
     pupils: list[Pupil]
     enrolments: list[Enrolment]
     journals: list[Journal]
@@ -237,7 +238,8 @@ class _Centre:
         self._keys: dict[str, int] = {}
 
     def build(self) -> History:
-        quotas = _split(self.sizes.pupils, [2.4] + [1.0] * (len(self.years) - 1))
+        weights = [FIRST_YEAR_INTAKE] + [1.0] * (len(self.years) - 1)
+        quotas = _split(self.sizes.pupils, weights)
         spare = _split_evenly(
             self.sizes.journals - len(self.running) * len(self.years), len(self.years)
         )
@@ -261,8 +263,6 @@ class _Centre:
         return History(
             today=self.today,
             years=self.years,
-            programmes=PROGRAMMES,
-            specialists=self.specialists,
             pupils=self.pupils,
             enrolments=self.enrolments,
             journals=self.journals,
@@ -448,14 +448,13 @@ class _Centre:
         *,
         completes_in: int | None = None,
     ) -> Enrolment:
-        start_year = day.year if day.month >= 9 else day.year - 1
         enrolment = Enrolment(
             key=self._key("enrolment"),
             pupil=pupil,
             programme=programme,
             effective=day,
             order_date=previous_working_day(day - timedelta(days=3)),
-            completes_in=completes_in or start_year + programme.years - 1,
+            completes_in=completes_in or current_start_year(day) + programme.years - 1,
         )
         self.enrolments.append(enrolment)
         return enrolment
@@ -475,7 +474,7 @@ class _Centre:
     def _date_waiting_births(self) -> None:
         """Give pupils still waiting an age that suits a programme today.
 
-        They applied recently: their registration is the last thing the plan does.
+        They applied recently: their files open in the last days before today.
         """
         for pupil in self._waiting:
             self._names.discard(_identity(pupil.name, pupil.birth_date))
@@ -896,8 +895,3 @@ def _hire_specialists(rng: random.Random) -> list[Specialist]:
         )
         specialists.append(Specialist(name=name, position=position))
     return specialists
-
-
-def is_usable_day(day: date) -> bool:
-    """Tell whether a random document of the demo may carry `day`."""
-    return is_working_day(day) and day != LEAP_DAY

@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 DEFAULT_WORKERS = 4
-# Answers worth repeating the same request for: the service was busy or briefly
-# unavailable. Every other error stops the load.
+# Statuses after which the same request is sent again, because the service was
+# busy or briefly unavailable. Every other error stops the load.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 RETRY_ATTEMPTS = 6
 
@@ -54,7 +54,7 @@ class _TransientError(Exception):
 
 @dataclass(frozen=True)
 class DemoSummary:
-    """What the demo load sent, the centre's time span and how long it took."""
+    """Summary of a demo load: commands per kind, the centre's time span, duration."""
 
     counts: dict[str, int]
     first_day: date
@@ -196,7 +196,7 @@ class PlanLoader:
                 )
                 if response.status_code in RETRYABLE_STATUSES:
                     logger.info(
-                        "records service answered %s; retrying", response.status_code
+                        "records service returned %s; retrying", response.status_code
                     )
                     raise _TransientError(_describe_rejection(response))
                 return response
@@ -205,7 +205,7 @@ class PlanLoader:
     def _remember(self, command: Command, answer: Any, step: int) -> None:
         if not isinstance(answer, dict):
             raise DemoLoadError(
-                step, command, f"answer is not a JSON object: {answer!r}"
+                step, command, f"response is not a JSON object: {answer!r}"
             )
         position = answer.get("position")
         if isinstance(position, int):
@@ -215,7 +215,7 @@ class PlanLoader:
             return
         issued = answer.get("id")
         if not isinstance(issued, str):
-            raise DemoLoadError(step, command, f"answer carries no id: {answer!r}")
+            raise DemoLoadError(step, command, f"response carries no id: {answer!r}")
         with self._ids_lock:
             self.ids[command.creates] = issued
 

@@ -52,7 +52,7 @@ class Command:
     """One POST of the plan.
 
     `path` is a template whose fields name `params`; `body` may hold `Ref` values
-    anywhere. `creates` is the symbolic key of the id the answer carries, if the
+    anywhere. `creates` is the symbolic key of the id the response carries, if the
     plan refers to it later. `lane` names the aggregate the command writes: the
     loader runs commands of one lane in plan order and other lanes in parallel
     within a batch of commands of the same `day` and kind.

@@ -56,7 +56,7 @@ class Attestation:
 
 @dataclass
 class Timetable:
-    """What happened in the journals: sessions, attestations and closures."""
+    """The journals' contents: sessions, attestations and closure dates."""
 
     sessions: list[Session] = field(default_factory=list)
     attestations: list[Attestation] = field(default_factory=list)

@@ -35,7 +35,7 @@ def response(status: int, body: Any, reason: str = "") -> requests.Response:
 
 
 class FakeService:
-    """Answers every POST with a new id, unless a rule says otherwise."""
+    """Fake service that returns a new id for every POST unless `rule` intervenes."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -46,7 +46,8 @@ class FakeService:
         )
 
     def post(self, url: str, *, json: Any, headers: Any, timeout: Any) -> Any:
-        assert timeout[0] > 0 and timeout[1] > 0
+        assert timeout[0] > 0
+        assert timeout[1] > 0
         with self.lock:
             special = self.rule(url, json)
             if special is not None:
@@ -171,7 +172,7 @@ def test_unavailable_service_is_retried(service: FakeService, plan: Plan) -> Non
 def test_answer_without_id_is_an_error(service: FakeService, plan: Plan) -> None:
     service.rule = lambda url, body: response(201, {"position": 1})
 
-    with pytest.raises(DemoLoadError, match="answer carries no id"):
+    with pytest.raises(DemoLoadError, match="response carries no id"):
         PlanLoader(URL, TOKENS).run(plan, progress=False)
 
 
