@@ -73,7 +73,7 @@ class Route:
             )
         if self.public == bool(self.roles):
             raise AccessTableError(
-                f"{self.method} {self.path}: give roles or mark it public, not both"
+                f"{self.method} {self.path}: a route is either public or has roles"
             )
         if self.personal_data != (self.pupils is not None):
             raise AccessTableError(
