@@ -681,7 +681,11 @@ class _Centre:
         enrolment.pupil.keep_closed = True
 
     def _match_expulsion_count(self) -> None:
-        """Add early leavings, or undo some, until the expulsions reach their count."""
+        """Add early leavings, or undo some, until the expulsions reach their count.
+
+        At most a tenth of the enrolments still running may be ended early, so
+        that a centre only weeks old does not lose most of its pupils at once.
+        """
         target = self.sizes.expulsions - self.sizes.cancelled_expulsions
         count = sum(1 for e in self.enrolments if e.expelled)
         candidates = [
@@ -690,6 +694,7 @@ class _Centre:
             if e.last_day is None and not e.cancelled and not e.pupil.keep_closed
         ]
         self.rng.shuffle(candidates)
+        target = min(target, count + len(candidates) // 10)
         for enrolment in candidates:
             if count >= target:
                 break
@@ -769,7 +774,7 @@ class _Centre:
         """Add expulsion orders that a later order voided."""
         count = self.sizes.cancelled_expulsions
         attempts = 0
-        while count > 0 and attempts < 500:
+        while count > 0 and attempts < 500 and self.enrolments:
             attempts += 1
             enrolment = self.rng.choice(self.enrolments)
             window = self._cancellable_window(enrolment)
