@@ -11,6 +11,8 @@ from datetime import date
 from services.demo.loader import DEFAULT_WORKERS, DemoLoadError, DemoSummary, PlanLoader
 from services.demo.model import Command, Plan, Ref
 from services.demo.plan import build_plan
+from shared.clock import today_in
+from shared.config import Settings
 
 __all__ = [
     "Command",
@@ -26,9 +28,6 @@ __all__ = [
 
 def centre_today() -> date:
     """Return today's date in the centre's time zone (`PUPIL_RECORDS_TIMEZONE`)."""
-    from shared.clock import today_in
-    from shared.config import Settings
-
     return today_in(Settings.from_env().timezone)
 
 

@@ -180,6 +180,8 @@ class PlanLoader:
     def _post_with_retries(
         self, url: str, body: dict[str, Any], headers: dict[str, str]
     ) -> requests.Response:
+        # NOTE: a POST whose connection broke after the service committed it is
+        # sent again and then rejected (409 or a duplicate), which stops the load.
         retrying = Retrying(
             retry=retry_if_exception_type((_TransientError, requests.ConnectionError)),
             stop=stop_after_attempt(RETRY_ATTEMPTS),
