@@ -14,6 +14,15 @@ from shared.config import ConfigurationError
 MEMORY_URL = "memory://"
 SQLITE_LOCK_TIMEOUT_SECONDS = 10
 
+# Commands load an aggregate from a per-process cache and fetch only the events
+# stored after the cached version ("fast-forward"), so a long journal is not
+# replayed from its first session on every command, and another worker's
+# writes are still seen.
+AGGREGATE_CACHE = {
+    "AGGREGATE_CACHE_MAXSIZE": "2000",
+    "AGGREGATE_CACHE_FASTFORWARD": "y",
+}
+
 
 def is_memory(url: str) -> bool:
     """Tell whether `url` selects the in-process store used by tests."""
@@ -27,12 +36,13 @@ def is_postgres(url: str) -> bool:
 def eventsourcing_env(url: str) -> dict[str, str]:
     """Translate a database URL into settings for an eventsourcing Application."""
     if is_memory(url):
-        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo", **AGGREGATE_CACHE}
     parsed = _parse(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         path = _sqlite_path(parsed)
         return {
+            **AGGREGATE_CACHE,
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
@@ -41,6 +51,7 @@ def eventsourcing_env(url: str) -> dict[str, str]:
         if not parsed.database:
             raise ConfigurationError(f"database URL {_safe(parsed)} names no database")
         env = {
+            **AGGREGATE_CACHE,
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": parsed.database,
             "POSTGRES_HOST": parsed.host or "127.0.0.1",
