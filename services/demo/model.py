@@ -55,7 +55,7 @@ class Command:
     anywhere. `creates` is the symbolic key of the id the response carries, if the
     plan refers to it later. `lane` names the aggregate the command writes: the
     loader runs commands of one lane in plan order and other lanes in parallel
-    within a batch of commands of the same `day` and kind.
+    within a batch (see `Plan.batches`).
     """
 
     kind: str
@@ -111,15 +111,26 @@ class Plan:
         return min(days), max(days)
 
     def batches(self) -> Iterator[list[Command]]:
-        """Yield runs of consecutive commands that share a day and a kind."""
+        """Yield runs of consecutive commands whose lanes may run in parallel.
+
+        A run shares a day and a kind, except that sessions of consecutive days
+        form one run while no other command comes between them: a session only
+        depends on earlier orders and on the earlier sessions of its own journal.
+        """
         batch: list[Command] = []
         for command in self.commands:
-            if batch and batch[0].batch != command.batch:
+            if batch and not _same_batch(batch[-1], command):
                 yield batch
                 batch = []
             batch.append(command)
         if batch:
             yield batch
+
+
+def _same_batch(previous: Command, command: Command) -> bool:
+    if previous.kind == command.kind == "session":
+        return True
+    return previous.batch == command.batch
 
 
 ACTIVITY_DATE_FIELDS = frozenset({"date", "effective_date", "closed_on", "opened_on"})

@@ -464,6 +464,19 @@ def test_commands_come_in_date_order(plan: Plan) -> None:
     assert days == sorted(days)
 
 
+def test_batches_cover_the_plan_in_order(plan: Plan) -> None:
+    batches = list(plan.batches())
+    flattened = [command for batch in batches for command in batch]
+    assert flattened == list(plan.commands)
+    for batch in batches:
+        if batch[0].kind == "session":
+            assert {c.kind for c in batch} == {"session"}
+        else:
+            assert len({c.batch for c in batch}) == 1
+    session_days = [len({c.day for c in b}) for b in batches if b[0].kind == "session"]
+    assert max(session_days) > 1
+
+
 def test_sessions_only_on_past_weekdays(plan: Plan) -> None:
     for command in of_kind(plan, "session"):
         day = date.fromisoformat(command.body["date"])
