@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +19,8 @@ DEFAULT_TIMEZONE = "Europe/Moscow"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MIN_POSITION_TIMEOUT = 10.0
 DEFAULT_RECORDS_URL = "http://127.0.0.1:8000"
+DEFAULT_FOLLOWER_STALL_SECONDS = 60.0
+MASTER_KEY_FILE_NAME = "master.key"
 _ORIGIN = re.compile(
     r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
 )
@@ -41,6 +43,13 @@ class Settings:
     production: bool
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
+    # Seconds a follower may stay behind the head without advancing before
+    # the readiness check reports it as stalled.
+    follower_stall_seconds: float = DEFAULT_FOLLOWER_STALL_SECONDS
+    # Base64 of the 32-byte key that wraps every pupil's data key; when unset,
+    # the key is read from `master_key_file` (see services.records.keys).
+    master_key: str | None = field(default=None, repr=False)
+    master_key_file: Path | None = None
 
     @classmethod
     def from_env(
@@ -75,7 +84,21 @@ class Settings:
             follower_max_lag=_positive_int(env, "PUPIL_RECORDS_FOLLOWER_MAX_LAG", 1000),
             production=env.get("PUPIL_RECORDS_ENV", "").lower() == "production",
             cors_origins=_origins(env.get("PUPIL_RECORDS_CORS_ORIGINS", "")),
+            follower_stall_seconds=_positive_float(
+                env,
+                "PUPIL_RECORDS_FOLLOWER_STALL_SECONDS",
+                DEFAULT_FOLLOWER_STALL_SECONDS,
+            ),
+            master_key=env.get("PUPIL_RECORDS_MASTER_KEY") or None,
+            master_key_file=Path(
+                env.get("PUPIL_RECORDS_MASTER_KEY_FILE") or base / MASTER_KEY_FILE_NAME
+            ),
         )
+
+    @property
+    def key_file(self) -> Path:
+        """Return the master key file: the setting, or `master.key` in the data dir."""
+        return self.master_key_file or self.data_dir / MASTER_KEY_FILE_NAME
 
     def with_env(self) -> dict[str, str]:
         """Return environment variables that reproduce these settings in a child."""
@@ -89,11 +112,17 @@ class Settings:
             "PUPIL_RECORDS_MAX_BODY_BYTES": str(self.max_body_bytes),
             "PUPIL_RECORDS_MIN_POSITION_TIMEOUT": str(self.min_position_timeout),
             "PUPIL_RECORDS_FOLLOWER_MAX_LAG": str(self.follower_max_lag),
+            "PUPIL_RECORDS_FOLLOWER_STALL_SECONDS": str(self.follower_stall_seconds),
         }
         if self.archive_feed_token:
             env["ARCHIVE_FEED_TOKEN"] = self.archive_feed_token
         if self.cors_origins:
             env["PUPIL_RECORDS_CORS_ORIGINS"] = ",".join(self.cors_origins)
+        env["PUPIL_RECORDS_MASTER_KEY_FILE"] = str(self.key_file)
+        if self.master_key:
+            env["PUPIL_RECORDS_MASTER_KEY"] = self.master_key
+        if self.production:
+            env["PUPIL_RECORDS_ENV"] = "production"
         return env
 
 

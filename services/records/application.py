@@ -11,7 +11,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    Recording,
+)
 
 from services.records.domain.errors import (
     ConcurrentChangeError,
@@ -19,12 +24,14 @@ from services.records.domain.errors import (
     DuplicatePupilError,
     InvalidFieldError,
     NotFoundError,
+    PersonalDataDestroyedError,
 )
 from services.records.domain.journals import Journal
 from services.records.domain.programmes import Programme, ProgrammeCode
 from services.records.domain.pupils import Pupil, PupilIdentity
 from services.records.domain.serialise import (
     attestation_view,
+    destruction_record,
     enrolment_view,
     expulsion_view,
     journal_view,
@@ -32,6 +39,15 @@ from services.records.domain.serialise import (
     pupil_summary,
     session_view,
 )
+from services.records.keys import (
+    DataKeyDestroyedError,
+    KeyRing,
+    MasterKey,
+    default_master_key,
+    open_key_ring,
+)
+from services.records.sealing import SealingMapper
+from shared.clock import utc_now
 from shared.storage import eventsourcing_env
 from shared.transcodings import register_civil_dates
 
@@ -55,14 +71,43 @@ class RecordsApplication(Application[UUID]):
     name = "records"
     log_section_size = 1000
 
-    def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        env: dict[str, str] | None = None,
+        *,
+        master_key: MasterKey | None = None,
+    ) -> None:
+        """Open the records store; without `master_key`, see `default_master_key`."""
         merged = eventsourcing_env(database_url)
         merged.update(env or {})
-        super().__init__(env=merged)
+        key = master_key if master_key is not None else default_master_key(database_url)
+        self.key_ring: KeyRing = open_key_ring(database_url, key)
+        try:
+            super().__init__(env=merged)
+        except BaseException:
+            self.key_ring.close()
+            raise
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """Build the mapper that seals personal data with each pupil's key."""
+        return SealingMapper(
+            transcoder=self.construct_transcoder(),
+            key_ring=self.key_ring,
+            compressor=self.factory.compressor(),
+            cipher=self.factory.cipher(),
+        )
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         register_civil_dates(transcoder)
+
+    def close(self) -> None:
+        """Close the event store and the key ring."""
+        super().close()
+        key_ring = getattr(self, "key_ring", None)
+        if key_ring is not None:
+            key_ring.close()
 
     # Programmes
 
@@ -114,8 +159,10 @@ class RecordsApplication(Application[UUID]):
         opened_on: date,
     ) -> CommandResult:
         """Open a personal file, unless the same pupil is already registered."""
-        identity_id = PupilIdentity.id_for(surname, name, patronymic, birth_date)
-        self._check_not_registered(identity_id)
+        identity_id = PupilIdentity.id_for(
+            self.key_ring.identity_secret, surname, name, patronymic, birth_date
+        )
+        identity = self._free_identity(identity_id)
         pupil = Pupil.register(
             surname=surname,
             name=name,
@@ -123,22 +170,92 @@ class RecordsApplication(Application[UUID]):
             birth_date=birth_date,
             opened_on=opened_on,
         )
+        if identity is None:
+            identity = PupilIdentity.claim(identity_id, pupil.id)
+        else:
+            identity.reclaim(pupil.id)
         try:
-            recordings = self.save(pupil, PupilIdentity.claim(pupil))
+            recordings = self.save(pupil, identity)
         except IntegrityError:
-            self._check_not_registered(identity_id)
+            self._free_identity(identity_id)
             raise ConcurrentChangeError("registration conflicted; retry") from None
         return self._result(pupil_summary(pupil), recordings)
 
-    def _check_not_registered(self, identity_id: UUID) -> None:
+    def _free_identity(self, identity_id: UUID) -> PupilIdentity | None:
+        """Return a released identity, None for a new one; raise if it is claimed."""
         try:
-            identity = self.repository.get(identity_id)
+            identity: PupilIdentity = self.repository.get(identity_id)
         except AggregateNotFoundError:
-            return
-        raise DuplicatePupilError(identity.pupil_id)
+            return None
+        if identity.pupil_id is not None:
+            raise DuplicatePupilError(identity.pupil_id)
+        return identity
 
     def pupil(self, pupil_id: UUID) -> Pupil:
-        return self._load(Pupil, pupil_id, "pupil", None)
+        """Load a pupil for a command, learning first whether their key was destroyed.
+
+        A pupil whose destruction event is stored but whose key still exists
+        (the process stopped in between) has the key destroyed now.
+        """
+        self.key_ring.is_destroyed(pupil_id)
+        pupil = self._load(Pupil, pupil_id, "pupil", None)
+        if pupil.is_destroyed:
+            self._finish_destruction(pupil.id)
+        return pupil
+
+    def destroy_personal_data(
+        self, pupil_id: UUID, *, act: dict[str, Any], reason: str
+    ) -> CommandResult:
+        """Destroy a departed pupil's personal data: record the act, shred the key."""
+
+        def command() -> tuple[dict[str, Any], Sequence[Recording]]:
+            pupil = self.pupil(pupil_id)
+            identity = self._identity_of(pupil)
+            pupil.destroy_personal_data(act=act, reason=reason, destroyed_at=utc_now())
+            changed: list[Any] = [pupil]
+            if identity is not None:
+                identity.release()
+                changed.append(identity)
+            recordings = self.save(*changed)
+            assert pupil.destruction is not None
+            return destruction_record(pupil.id, pupil.destruction), recordings
+
+        result = self._retrying(command)
+        self._finish_destruction(pupil_id)
+        return result
+
+    def _identity_of(self, pupil: Pupil) -> PupilIdentity | None:
+        if pupil.surname is None or pupil.name is None or pupil.birth_date is None:
+            return None
+        identity_id = PupilIdentity.id_for(
+            self.key_ring.identity_secret,
+            pupil.surname,
+            pupil.name,
+            pupil.patronymic,
+            pupil.birth_date,
+        )
+        try:
+            identity: PupilIdentity = self.repository.get(identity_id)
+        except AggregateNotFoundError:
+            return None
+        return identity if identity.pupil_id == pupil.id else None
+
+    def _finish_destruction(self, pupil_id: UUID) -> None:
+        if self.key_ring.destroy(pupil_id):
+            self.key_ring.scrub()
+
+    def destruction(self, pupil_id: UUID) -> dict[str, Any] | None:
+        """Return the record of the destruction of a pupil's personal data, if any.
+
+        Nothing can be recorded for a pupil after the destruction, so it is
+        the last event of the pupil's stream.
+        """
+        stored = self.recorder.select_events(pupil_id, desc=True, limit=1)
+        if not stored or stored[0].topic != Pupil.PersonalDataDestroyed.TOPIC:
+            return None
+        event = self.mapper.to_domain_event(stored[0])
+        assert isinstance(event, Pupil.PersonalDataDestroyed)
+        return destruction_record(pupil_id, event.details())
 
     def enrol(
         self,
@@ -367,14 +484,12 @@ class RecordsApplication(Application[UUID]):
         errors: dict[str, list[str]] = {}
         for index, line in enumerate(attendance):
             try:
-                pupil = self.repository.get(line["pupil_id"])
-            except AggregateNotFoundError:
-                pupil = None
-            # The id of a journal or programme is no pupil either.
-            if isinstance(pupil, Pupil):
-                pupils.append(pupil)
-            else:
+                pupil = self.pupil(line["pupil_id"])
+            except NotFoundError:
+                # The id of a journal or programme is no pupil either.
                 errors[f"attendance.{index}.pupil_id"] = ["unknown pupil"]
+            else:
+                pupils.append(pupil)
         if errors:
             raise InvalidFieldError.many(errors)
         return pupils
@@ -420,6 +535,9 @@ class RecordsApplication(Application[UUID]):
             except IntegrityError:
                 logger.info("concurrent change, attempt %s of %s", attempt, COMMAND_ATTEMPTS)
                 continue
+            except DataKeyDestroyedError as error:
+                # The key went while the command ran: a destruction won the race.
+                raise PersonalDataDestroyedError(error.pupil_id) from None
             return self._result(resource, recordings)
         raise ConcurrentChangeError("the record was changed concurrently; retry")
 

@@ -87,6 +87,14 @@ def _expulsion_cancelled(e: Any) -> dict[str, Any]:
     }
 
 
+def _personal_data_destroyed(e: Any) -> dict[str, Any]:
+    return {
+        "pupil_id": e.originator_id,
+        "act": {"number": e.act["number"], "date": e.act["date"]},
+        "destroyed_at": e.destroyed_at,
+    }
+
+
 def _journal_opened(e: Any) -> dict[str, Any]:
     return {
         "journal_id": e.originator_id,
@@ -110,10 +118,16 @@ MAPPINGS: tuple[Mapping, ...] = (
     (Pupil.ExpulsionCancelled, "pupil.expulsion_cancelled", "pupils", _expulsion_cancelled),
     (Journal.Opened, "journal.opened", "journals", _journal_opened),
     (Journal.Closed, "journal.closed", "journals", _journal_closed),
+    (
+        Pupil.PersonalDataDestroyed,
+        "pupil.personal_data_destroyed",
+        "pupils",
+        _personal_data_destroyed,
+    ),
 )
 BY_TOPIC = {mapping[0].TOPIC: mapping for mapping in MAPPINGS}
 TOPICS_BY_TYPE = {mapping[1]: mapping[0].TOPIC for mapping in MAPPINGS}
-PUBLIC_TYPES: tuple[str, ...] = tuple(TOPICS_BY_TYPE) + ("pupil.personal_data_destroyed",)
+PUBLIC_TYPES: tuple[str, ...] = tuple(TOPICS_BY_TYPE)
 
 
 def public_event(app: RecordsApplication, notification: Notification) -> dict[str, Any]:

@@ -29,6 +29,12 @@ from services.records.domain.serialise import (
     journal_view,
     programme_view,
 )
+from services.records.keys import (
+    enable_secure_delete,
+    load_master_key,
+    purge_free_space,
+)
+from services.records.purge import PURGED_TABLES, purge_pupil
 from services.records.readmodels import (
     PROJECTOR_NAME,
     RecordsReadModels,
@@ -63,6 +69,7 @@ HISTORY_TYPES = {
     Pupil.AttestationRecorded: "attestation.recorded",
     Pupil.AttestationCorrected: "attestation.corrected",
     Pupil.AttendanceBegan: "attendance.began",
+    Pupil.PersonalDataDestroyed: "pupil.personal_data_destroyed",
 }
 ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "actor", "reason"}
 
@@ -79,6 +86,9 @@ class RecordsProjector:
         self.engine = engine
         self.read_models = RecordsReadModels(engine)
         self._aggregates: OrderedDict[UUID, Any] = OrderedDict()
+        # Set when a batch purged a pupil: old row versions remain in the
+        # database files until `finish_destructions` clears them.
+        self._purged = False
 
     def catch_up(self, batch_size: int = BATCH_SIZE, progress: tqdm | None = None) -> int:
         """Apply every event after the stored position; return how many."""
@@ -95,13 +105,25 @@ class RecordsProjector:
         """Apply the next batch of events in one transaction; return how many."""
         try:
             with self.engine.begin() as connection:
-                return self._process(connection, batch_size)
+                count = self._process(connection, batch_size)
         except BaseException:
             # Aggregates mutated by the rolled-back batch are stale now.
             self._aggregates.clear()
             raise
+        self.finish_destructions()
+        return count
+
+    def finish_destructions(self) -> None:
+        """Clear the old row versions of purged pupils once their batch committed."""
+        if not self._purged:
+            return
+        purge_free_space(self.engine, PURGED_TABLES)
+        self.app.key_ring.scrub()
+        self._purged = False
 
     def _process(self, connection: Connection, batch_size: int) -> int:
+        # Old versions of updated rows must not linger in SQLite's free space.
+        enable_secure_delete(connection)
         start = _stored_position(connection)
         notifications = self.app.recorder.select_notifications(
             start=start, limit=batch_size, inclusive_of_start=False
@@ -158,9 +180,14 @@ class RecordsProjector:
 
     def _apply_pupil(self, connection: Connection, event: Any, position: int) -> None:
         pupil: Pupil = self._aggregate(event)
+        if isinstance(event, Pupil.PersonalDataDestroyed):
+            self._destroy(connection, event, position)
+            return
         pupil_id = str(pupil.id)
         values = {
-            "sort_key": normalised_full_name(pupil.surname, pupil.name, pupil.patronymic),
+            "sort_key": normalised_full_name(
+                pupil.surname or "", pupil.name or "", pupil.patronymic
+            ),
             "status": pupil.status,
             "document": personal_file_document(pupil),
             "position": position,
@@ -174,6 +201,18 @@ class RecordsProjector:
         if isinstance(event, Pupil.Enrolled | Pupil.Transferred | Pupil.EnrolmentCancelled):
             self._write_pupil_programmes(connection, pupil)
         connection.execute(insert(history).values(**history_row(event, position)))
+
+    def _destroy(
+        self, connection: Connection, event: Pupil.PersonalDataDestroyed, position: int
+    ) -> None:
+        # The key is destroyed in this transaction as well, which finishes a
+        # destruction whose process stopped between the event and the key.
+        self.app.key_ring.destroy(event.originator_id, connection=connection)
+        # Cached journals hold the pupil's decrypted attendance lines.
+        self._aggregates.clear()
+        purge_pupil(connection, event, position)
+        connection.execute(insert(history).values(**history_row(event, position)))
+        self._purged = True
 
     def _write_pupil_programmes(self, connection: Connection, pupil: Pupil) -> None:
         pupil_id = str(pupil.id)
@@ -218,6 +257,8 @@ class RecordsProjector:
         self, connection: Connection, journal: Journal, event: Any, position: int
     ) -> None:
         journal_id = str(journal.id)
+        # A line whose status is None belongs to a pupil whose key was destroyed.
+        lines = [line for line in event.attendance if line["status"] is not None]
         connection.execute(
             insert(sessions).values(
                 id=str(event.session_id),
@@ -231,14 +272,14 @@ class RecordsProjector:
                         "start_time": event.start_time,
                         "duration_minutes": event.duration_minutes,
                         "topic": event.topic,
-                        "attendance": event.attendance,
+                        "attendance": lines,
                         "recorded_at": event.timestamp,
                     }
                 ),
                 position=position,
             )
         )
-        for line in event.attendance:
+        for line in lines:
             _count_attendance(
                 connection,
                 pupil_id=str(line["pupil_id"]),
@@ -329,7 +370,9 @@ def history_row(event: Any, position: int) -> dict[str, Any]:
 
 def open_components(settings: Settings) -> tuple[RecordsApplication, Engine]:
     """Build the application and the read models' engine for this process."""
-    app = RecordsApplication(settings.records_database_url)
+    app = RecordsApplication(
+        settings.records_database_url, master_key=load_master_key(settings)
+    )
     engine = create_sql_engine(settings.records_database_url, writer=True)
     metadata.create_all(engine)
     return app, engine
@@ -361,8 +404,11 @@ def rebuild(settings: Settings, progress: bool = True) -> int:
     """Drop the read models and replay the whole log into them; return the count."""
     app, engine = open_components(settings)
     try:
-        metadata.drop_all(engine)
-        metadata.create_all(engine)
+        with engine.begin() as connection:
+            # Dropped pages are zeroed, so no purged row survives in them.
+            enable_secure_delete(connection)
+            metadata.drop_all(connection)
+            metadata.create_all(connection)
         projector = RecordsProjector(app, engine)
         with tqdm(
             total=app.head_position(),

@@ -104,6 +104,9 @@ sessions = Table(
 )
 
 PROJECTOR_NAME = "records_read_models"
+# Status of a personal file whose personal data were destroyed: its row is a
+# tombstone that names the act, and lists leave it out.
+DESTROYED_STATUS = "destroyed"
 
 
 class RecordsReadModels:
@@ -196,7 +199,9 @@ class RecordsReadModels:
         programme_id: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Return personal-file summaries ordered by normalised full name, then id."""
-        query = select(pupils.c.id, pupils.c.sort_key, pupils.c.document)
+        query = select(pupils.c.id, pupils.c.sort_key, pupils.c.document).where(
+            pupils.c.status != DESTROYED_STATUS
+        )
         if status is not None:
             query = query.where(pupils.c.status == status)
         if programme_id is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import date
+from uuid import NAMESPACE_URL, uuid5
 
 import pytest
 from hypothesis import given
@@ -13,10 +14,11 @@ from services.records.domain.names import normalise_name, normalised_full_name
 from services.records.domain.pupils import PupilIdentity
 
 BIRTH = date(2015, 4, 3)
+SECRET = bytes(range(32))
 
 
-def identity(surname, name, patronymic, birth_date=BIRTH):
-    return PupilIdentity.id_for(surname, name, patronymic, birth_date)
+def identity(surname, name, patronymic, birth_date=BIRTH, secret=SECRET):
+    return PupilIdentity.id_for(secret, surname, name, patronymic, birth_date)
 
 
 def test_decomposed_letters_equal_composed():
@@ -84,6 +86,20 @@ def test_identity_differs_by_birth_date():
 
 def test_identity_differs_by_patronymic():
     assert identity("Иванов", "Пётр", None) != identity("Иванов", "Пётр", "Ильич")
+
+
+def test_identity_depends_on_secret():
+    other = bytes(32)
+
+    assert identity("Иванов", "Пётр", None) != identity(
+        "Иванов", "Пётр", None, secret=other
+    )
+
+
+def test_identity_is_not_plain_name_hash():
+    plain = uuid5(NAMESPACE_URL, f"/pupil-identities/{BIRTH}/иванов петр")
+
+    assert identity("Иванов", "Пётр", None) != plain
 
 
 LETTERS = "абвгдеёжзийклмнопрстуфхцчшщъыьэюяabcdefghijklmnopqrstuvwxyz-"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 
@@ -45,6 +46,19 @@ class DuplicatePupilError(RuleViolationError):
             "a pupil with the same full name and birth date is already registered"
         )
         self.existing_id = existing_id
+
+
+class PersonalDataDestroyedError(RuleViolationError):
+    """The pupil's personal data were destroyed: their file takes no more records."""
+
+    def __init__(self, pupil_id: UUID, act: dict[str, Any] | None = None) -> None:
+        named = f" under act {act['number']} of {act['date']}" if act else ""
+        super().__init__(
+            f"the personal data of pupil {pupil_id} were destroyed{named}; "
+            "nothing more can be recorded for this pupil"
+        )
+        self.pupil_id = pupil_id
+        self.act = act
 
 
 class DuplicateProgrammeError(RuleViolationError):

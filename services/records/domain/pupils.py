@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 
 from services.records.domain.base import RecordsAggregate
 from services.records.domain.errors import (
     NotFoundError,
+    PersonalDataDestroyedError,
     RuleViolationError,
 )
 from services.records.domain.names import normalised_full_name
@@ -19,6 +22,15 @@ from services.records.domain.programmes import Programme
 
 GROUNDS = ("completed", "parents_request", "transfer", "circumstances", "other")
 ATTESTATION_KINDS = ("intermediate", "final")
+# What a destruction of a pupil's personal data covers: the data sealed with
+# the pupil's key in the records log, and their copies in the read models.
+PERSONAL_DATA_CATEGORIES = (
+    "full_name",
+    "birth_date",
+    "attestation_results",
+    "attendance",
+    "free_text_remarks",
+)
 
 
 @dataclass
@@ -63,10 +75,11 @@ class Attestation:
     enrolment_id: UUID
     kind: str
     date: date
-    scores: dict[str, int]
-    total: int
+    # None once the pupil's personal data were destroyed.
+    scores: dict[str, int] | None
+    total: int | None
     max_total: int
-    level: str
+    level: str | None
     thresholds: dict[str, str]
     protocol: dict[str, Any]
     corrected: bool = False
@@ -77,13 +90,15 @@ class Pupil(RecordsAggregate):
 
     TOPIC = "records:Pupil"
 
-    surname: str
-    name: str
+    # Names and birth date are None once the personal data were destroyed.
+    surname: str | None
+    name: str | None
     patronymic: str | None
-    birth_date: date
+    birth_date: date | None
     opened_on: date
     enrolments: dict[UUID, Enrolment]
     attestations: dict[UUID, Attestation]
+    destruction: dict[str, Any] | None
 
     class Event(RecordsAggregate.Event):
         TOPIC = "records:Pupil.Event"
@@ -107,6 +122,7 @@ class Pupil(RecordsAggregate):
             aggregate.opened_on = self.opened_on
             aggregate.enrolments = {}
             aggregate.attestations = {}
+            aggregate.destruction = None
 
     class Enrolled(Event):
         TOPIC = "records:Pupil.Enrolled"
@@ -226,7 +242,7 @@ class Pupil(RecordsAggregate):
                 enrolment_id=self.enrolment_id,
                 kind=self.kind,
                 date=self.date,
-                scores=dict(self.scores),
+                scores=_copy(self.scores),
                 total=self.total,
                 max_total=self.max_total,
                 level=self.level,
@@ -244,7 +260,7 @@ class Pupil(RecordsAggregate):
 
         def apply(self, aggregate: Pupil) -> None:
             attestation = aggregate.attestations[self.attestation_id]
-            attestation.scores = dict(self.scores)
+            attestation.scores = _copy(self.scores)
             attestation.total = self.total
             attestation.level = self.level
             attestation.corrected = True
@@ -259,6 +275,31 @@ class Pupil(RecordsAggregate):
 
         def apply(self, aggregate: Pupil) -> None:
             aggregate.enrolments[self.enrolment_id].has_records = True
+
+    class PersonalDataDestroyed(Event):
+        """The pupil's data key was destroyed under an act; the file is closed."""
+
+        TOPIC = "records:Pupil.PersonalDataDestroyed"
+        destruction_id: UUID
+        act: dict[str, Any]
+        reason: str
+        destroyed_at: datetime
+        categories: list[str]
+
+        def apply(self, aggregate: Pupil) -> None:
+            aggregate.destruction = self.details()
+            aggregate.forget_personal_data()
+
+        def details(self) -> dict[str, Any]:
+            """Return what the destruction record states: act, reason, time, actor."""
+            return {
+                "id": self.destruction_id,
+                "act": dict(self.act),
+                "reason": self.reason,
+                "destroyed_at": self.destroyed_at,
+                "categories": list(self.categories),
+                "actor": {"name": self.actor["name"], "role": self.actor["role"]},
+            }
 
     def __init__(self) -> None:
         pass
@@ -288,6 +329,11 @@ class Pupil(RecordsAggregate):
         )
 
     # Derived state
+
+    @property
+    def is_destroyed(self) -> bool:
+        """Tell whether the pupil's personal data were destroyed."""
+        return self.destruction is not None
 
     @property
     def status(self) -> str:
@@ -341,12 +387,23 @@ class Pupil(RecordsAggregate):
         except KeyError:
             raise NotFoundError("attestation", attestation_id) from None
 
+    def forget_personal_data(self) -> None:
+        """Drop the names, birth date and results this object holds in memory."""
+        self.surname = self.name = self.patronymic = None
+        self.birth_date = None
+        for attestation in self.attestations.values():
+            attestation.scores = attestation.total = attestation.level = None
+        for enrolment in self.enrolments.values():
+            for expulsion in enrolment.expulsions:
+                expulsion.ground_detail = None
+
     # Commands
 
     def enrol(
         self, *, programme_id: UUID, effective_date: date, order: dict[str, Any]
     ) -> UUID:
         """Enrol the pupil in a programme; re-admission reopens a closed file."""
+        self.check_not_destroyed()
         self._check_can_start(programme_id, effective_date)
         leaving = self.leaving_expulsion
         if leaving is not None and effective_date <= leaving.effective_date:
@@ -369,6 +426,7 @@ class Pupil(RecordsAggregate):
         self, *, enrolment_id: UUID, order: dict[str, Any], reason: str
     ) -> None:
         """Void an enrolment order made by mistake, while nothing rests on it."""
+        self.check_not_destroyed()
         enrolment = self.enrolment(enrolment_id)
         if enrolment.status != "active":
             raise RuleViolationError(
@@ -412,6 +470,7 @@ class Pupil(RecordsAggregate):
         order: dict[str, Any],
     ) -> UUID:
         """Move the pupil from one programme to another inside the centre."""
+        self.check_not_destroyed()
         if from_programme_id == to_programme_id:
             raise RuleViolationError("a transfer needs two different programmes")
         current = self.active_enrolment(from_programme_id)
@@ -450,6 +509,7 @@ class Pupil(RecordsAggregate):
         """Expel the pupil from one programme; the last one closes the file."""
         if ground not in GROUNDS:
             raise ValueError(f"unknown ground {ground!r}")
+        self.check_not_destroyed()
         enrolment = self.active_enrolment(programme_id)
         if enrolment is None:
             raise RuleViolationError("the pupil is not enrolled in this programme")
@@ -494,6 +554,7 @@ class Pupil(RecordsAggregate):
         self, *, expulsion_id: UUID, order: dict[str, Any], reason: str
     ) -> None:
         """Void an expulsion order: the enrolment is active again."""
+        self.check_not_destroyed()
         enrolment, expulsion = self.find_expulsion(expulsion_id)
         if expulsion.cancelled:
             raise RuleViolationError("the expulsion is already cancelled")
@@ -535,6 +596,7 @@ class Pupil(RecordsAggregate):
         """Record an attestation result for a programme the pupil attends or attended."""
         if kind not in ATTESTATION_KINDS:
             raise ValueError(f"unknown attestation kind {kind!r}")
+        self.check_not_destroyed()
         total, level = programme.grade(scores)
         enrolment = self.enrolment_on(programme.id, on)
         if enrolment is None:
@@ -562,6 +624,7 @@ class Pupil(RecordsAggregate):
         self, *, attestation_id: UUID, programme: Programme, scores: dict[str, int], reason: str
     ) -> None:
         """Replace an attestation's scores; the original stays in the history."""
+        self.check_not_destroyed()
         attestation = self.attestation(attestation_id)
         total, level = programme.grade(scores)
         if scores == attestation.scores:
@@ -577,6 +640,7 @@ class Pupil(RecordsAggregate):
 
     def note_attendance(self, *, programme_id: UUID, day: date, journal_id: UUID) -> None:
         """Mark the enrolment covering `day` as having attendance recorded."""
+        self.check_not_destroyed()
         enrolment = self.enrolment_on(programme_id, day)
         if enrolment is None:
             raise RuleViolationError(
@@ -590,7 +654,43 @@ class Pupil(RecordsAggregate):
                 session_date=day,
             )
 
+    def destroy_personal_data(
+        self, *, act: dict[str, Any], reason: str, destroyed_at: datetime
+    ) -> UUID:
+        """Record the destruction of the pupil's personal data under an act.
+
+        Only a closed file (the pupil left the centre) may be destroyed, and
+        the act cannot predate the file's closure.
+        """
+        self.check_not_destroyed()
+        if self.status != "left":
+            raise RuleViolationError(
+                f"only the file of a pupil who left the centre can be destroyed; "
+                f"this file is {self.status}"
+            )
+        closed_on = self.file_closed_on
+        if closed_on is not None and act["date"] < closed_on:
+            raise RuleViolationError(
+                f"the destruction act cannot predate the file's closure "
+                f"({closed_on.isoformat()})"
+            )
+        destruction_id = uuid4()
+        self.trigger_event(
+            self.PersonalDataDestroyed,
+            destruction_id=destruction_id,
+            act=act,
+            reason=reason,
+            destroyed_at=destroyed_at,
+            categories=list(PERSONAL_DATA_CATEGORIES),
+        )
+        return destruction_id
+
     # Rules shared by several commands
+
+    def check_not_destroyed(self) -> None:
+        """Raise `PersonalDataDestroyedError` once the personal data were destroyed."""
+        if self.destruction is not None:
+            raise PersonalDataDestroyedError(self.id, self.destruction["act"])
 
     def _check_can_start(self, programme_id: UUID, effective_date: date) -> None:
         if self.active_enrolment(programme_id) is not None:
@@ -634,6 +734,10 @@ def _leaving_expulsion(enrolments: list[Enrolment]) -> Expulsion | None:
     )
 
 
+def _copy(scores: dict[str, int] | None) -> dict[str, int] | None:
+    return None if scores is None else dict(scores)
+
+
 def _closure_date(expulsion: Expulsion | None) -> date | None:
     if expulsion is None:
         return None
@@ -641,7 +745,12 @@ def _closure_date(expulsion: Expulsion | None) -> date | None:
 
 
 class PupilIdentity(Aggregate):
-    """Claims a normalised full name with a birth date for one pupil."""
+    """Claims a normalised full name with a birth date for one pupil.
+
+    Its id is an HMAC of the name and birth date under a secret key, so the
+    id reveals neither to someone without the key. A destruction of the
+    pupil's personal data releases the claim.
+    """
 
     TOPIC = "records:PupilIdentity"
 
@@ -658,21 +767,52 @@ class PupilIdentity(Aggregate):
         def apply(self, aggregate: PupilIdentity) -> None:
             aggregate.pupil_id = self.pupil_id
 
-    pupil_id: UUID
+    class Released(Event):
+        """The pupil's personal data were destroyed; the identity is free again."""
+
+        TOPIC = "records:PupilIdentity.Released"
+
+        def apply(self, aggregate: PupilIdentity) -> None:
+            aggregate.pupil_id = None
+
+    class Reclaimed(Event):
+        TOPIC = "records:PupilIdentity.Reclaimed"
+        pupil_id: UUID
+
+        def apply(self, aggregate: PupilIdentity) -> None:
+            aggregate.pupil_id = self.pupil_id
+
+    pupil_id: UUID | None
 
     def __init__(self) -> None:
         pass
 
     @staticmethod
     def id_for(
-        surname: str, name: str, patronymic: str | None, birth_date: date
+        secret: bytes,
+        surname: str,
+        name: str,
+        patronymic: str | None,
+        birth_date: date,
     ) -> UUID:
+        """Return the identity id of a full name and birth date under `secret`."""
         key = normalised_full_name(surname, name, patronymic)
-        return uuid5(NAMESPACE_URL, f"/pupil-identities/{birth_date.isoformat()}/{key}")
+        message = f"{birth_date.isoformat()}/{key}".encode()
+        digest = hmac.new(secret, message, hashlib.sha256).digest()
+        return UUID(bytes=digest[:16], version=4)
 
     @classmethod
-    def claim(cls, pupil: Pupil) -> PupilIdentity:
-        identity_id = cls.id_for(
-            pupil.surname, pupil.name, pupil.patronymic, pupil.birth_date
-        )
-        return cls._create(cls.Claimed, id=identity_id, pupil_id=pupil.id)
+    def claim(cls, identity_id: UUID, pupil_id: UUID) -> PupilIdentity:
+        """Create the identity `identity_id`, claimed by a newly registered pupil."""
+        return cls._create(cls.Claimed, id=identity_id, pupil_id=pupil_id)
+
+    def reclaim(self, pupil_id: UUID) -> None:
+        """Claim a released identity for a newly registered pupil."""
+        if self.pupil_id is not None:
+            raise RuleViolationError("the identity is claimed by another pupil")
+        self.trigger_event(self.Reclaimed, pupil_id=pupil_id)
+
+    def release(self) -> None:
+        """Free the identity after the pupil's personal data were destroyed."""
+        if self.pupil_id is not None:
+            self.trigger_event(self.Released)

@@ -80,12 +80,36 @@ def attestation_view(attestation: Attestation) -> dict[str, Any]:
         "programme_id": attestation.programme_id,
         "kind": attestation.kind,
         "date": attestation.date,
-        "scores": dict(attestation.scores),
+        "scores": None if attestation.scores is None else dict(attestation.scores),
         "total": attestation.total,
         "max_total": attestation.max_total,
         "level": attestation.level,
         "protocol": dict(attestation.protocol),
         "corrected": attestation.corrected,
+    }
+
+
+DESTRUCTION_SYSTEM = "pupil-records"
+DESTRUCTION_METHOD = (
+    "crypto-shredding: the pupil's data key that encrypted their personal data "
+    "in the records log was overwritten and deleted, and the read models were "
+    "purged of their copies"
+)
+
+
+def destruction_record(pupil_id: UUID, destruction: dict[str, Any]) -> dict[str, Any]:
+    """Return the record of a destruction of a pupil's personal data."""
+    return {
+        "id": destruction["id"],
+        "pupil_id": pupil_id,
+        "subject": str(pupil_id),
+        "categories": list(destruction["categories"]),
+        "system": DESTRUCTION_SYSTEM,
+        "method": DESTRUCTION_METHOD,
+        "reason": destruction["reason"],
+        "destroyed_at": destruction["destroyed_at"],
+        "act": dict(destruction["act"]),
+        "actor": dict(destruction["actor"]),
     }
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from services.records.web import access, events, journals, programmes, pupils
+from services.records.web import (
+    access,
+    destruction,
+    events,
+    journals,
+    programmes,
+    pupils,
+)
 from services.records.web.common import IdConverter, id_parameter_schema
 from services.records.web.errors import install_records_error_handlers
 from services.records.web.runtime import RecordsRuntime, get_runtime, install_runtime
@@ -47,6 +54,7 @@ def create_app(
     api.register_converter(IdConverter, id_parameter_schema)
     for blueprint in (programmes.blp, pupils.blp, journals.blp, events.blp):
         api.register_blueprint(blueprint)
+    api.register_blueprint(destruction.blp)
     api.register_blueprint(access.blp)
     access.install_access_log(app, settings)
     return app

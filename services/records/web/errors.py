@@ -19,6 +19,7 @@ from services.records.domain.errors import (
     NotFoundError,
     RecordsError,
 )
+from services.records.keys import MasterKeyError
 from shared.problems import (
     Problem,
     conflict,
@@ -73,12 +74,23 @@ def _sentence(text: str) -> str:
 def install_records_error_handlers(app: Flask) -> None:
     """Render domain errors and database outages of `app` as problem+json."""
     app.register_error_handler(RecordsError, _handle_records_error)
+    app.register_error_handler(MasterKeyError, _handle_master_key_error)
     for error_class in OUTAGE_ERRORS:
         app.register_error_handler(error_class, _handle_outage)
 
 
 def _handle_records_error(error: RecordsError) -> Response:
     return problem_response(problem_for(error))
+
+
+def _handle_master_key_error(error: MasterKeyError) -> Response:
+    logger.error("records key ring unusable (request id %s): %s", request_id(), error)
+    problem = unavailable(
+        "The records service cannot open its key ring: its master key is missing "
+        "or wrong. An administrator must restore the key; see the server log.",
+        retry_after=DATABASE_RETRY_AFTER,
+    )
+    return problem_response(problem)
 
 
 def _handle_outage(error: Exception) -> Response:

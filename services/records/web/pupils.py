@@ -19,6 +19,7 @@ from services.records.web.common import (
     records,
     unknown,
 )
+from services.records.web.destruction import check_not_destroyed
 from services.records.web.pupil_schemas import (
     AttestationRequestSchema,
     AttestationResultSchema,
@@ -77,8 +78,9 @@ class PupilById(MethodView):
     @blp.arguments(ReadQueryArgsSchema, location="query")
     @blp.response(200, PersonalFileSchema)
     def get(self, query: Body, pupil_id: str) -> Body:
-        """Return a pupil's personal file."""
+        """Return a pupil's personal file; 410 once its personal data were destroyed."""
         pupil_uuid = path_id(pupil_id, "pupil")
+        check_not_destroyed(pupil_uuid)
         document = read_models(query["min_position"]).personal_file(pupil_uuid)
         if document is None:
             raise unknown("pupil", pupil_uuid)

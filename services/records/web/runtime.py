@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.records.application import RecordsApplication
+from services.records.keys import MasterKey, MasterKeyError, load_master_key
 from services.records.projector import RecordsProjector
 from services.records.readmodels import RecordsReadModels
 from shared.config import Settings
@@ -45,6 +46,8 @@ class RecordsRuntime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Read now, so that a missing key in production mode stops the worker.
+        self.master_key = load_master_key(settings)
         self._components: Components | None = None
         self._build_lock = threading.Lock()
         self._projection_lock = threading.Lock()
@@ -61,7 +64,7 @@ class RecordsRuntime:
         if components is None:
             with self._build_lock:
                 if self._components is None:
-                    self._components = _build(self.settings)
+                    self._components = _build(self.settings, self.master_key)
                 components = self._components
         return components
 
@@ -93,6 +96,9 @@ class RecordsRuntime:
         except (PersistenceError, SQLAlchemyError, OSError) as error:
             logger.warning("records database unreachable: %s", error)
             return f"the records database is unreachable ({type(error).__name__})"
+        except MasterKeyError as error:
+            logger.error("records key ring unusable: %s", error)
+            return f"the records key ring cannot be opened: {error}"
         lag = head - position
         if lag > self.settings.follower_max_lag:
             return (
@@ -110,9 +116,9 @@ class RecordsRuntime:
             components.application.close()
 
 
-def _build(settings: Settings) -> Components:
+def _build(settings: Settings, master_key: MasterKey) -> Components:
     url = settings.records_database_url
-    application = RecordsApplication(url)
+    application = RecordsApplication(url, master_key=master_key)
     try:
         engine = create_sql_engine(url)
         read_models = RecordsReadModels(engine)
