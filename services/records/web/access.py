@@ -197,7 +197,9 @@ class AccessLogQueryArgsSchema(ma.Schema):
             raise ma.ValidationError("Must not be earlier than from.", "to")
 
 
-class ActorOutSchema(ma.Schema):
+class AccessActorSchema(ma.Schema):
+    """Who read: the token holder's name, role and token id."""
+
     name = ma.fields.String()
     role = ma.fields.String()
     token_id = ma.fields.String()
@@ -209,7 +211,7 @@ class AccessRecordSchema(ma.Schema):
     id = IdString()
     sequence = ma.fields.Integer(metadata={"description": "Position in the chain"})
     at = TimestampString()
-    actor = ma.fields.Nested(ActorOutSchema)
+    actor = ma.fields.Nested(AccessActorSchema)
     endpoint = ma.fields.String(metadata={"description": "Method and path"})
     pupil_ids = ma.fields.List(IdString())
     purpose = ma.fields.String(allow_none=True)
