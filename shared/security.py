@@ -6,12 +6,14 @@ content security policy (the docs page sets its own), `no-store` on the API
 configured in `PUPIL_RECORDS_CORS_ORIGINS`, none by default.
 
 `check_production` rejects settings that would run a production service with a
-default or missing secret; the web app factories call it when
-`PUPIL_RECORDS_ENV=production`.
+default or missing secret, or with a secret that other users of the host can
+read; the web app factories call it when `PUPIL_RECORDS_ENV=production`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import stat
 from pathlib import Path
 
@@ -35,6 +37,7 @@ WELL_KNOWN_PASSWORDS = frozenset(
 )
 OTHERS_READ_WRITE = stat.S_IROTH | stat.S_IWOTH
 GROUP_OR_OTHERS = stat.S_IRWXG | stat.S_IRWXO
+MASTER_KEY_BYTES = 32
 
 
 def add_security_headers(
@@ -81,9 +84,9 @@ def _add_cors_headers(
 # Production mode
 
 
-def check_production(settings: Settings) -> None:
+def check_production(settings: Settings, service: str | None = None) -> None:
     """Raise `ConfigurationError` listing every reason the settings are unsafe."""
-    problems = production_problems(settings)
+    problems = production_problems(settings, service)
     if problems:
         raise ConfigurationError(
             "refusing to start in production mode (PUPIL_RECORDS_ENV=production): "
@@ -91,8 +94,12 @@ def check_production(settings: Settings) -> None:
         )
 
 
-def production_problems(settings: Settings) -> list[str]:
-    """Return why `settings` must not serve in production; empty when they may."""
+def production_problems(settings: Settings, service: str | None = None) -> list[str]:
+    """Return why `settings` must not serve in production; empty when they may.
+
+    The master key is checked for the records service only, or when `service`
+    is None; the archive holds no encrypted personal data.
+    """
     problems = _private_directory_problems(settings.data_dir)
     problems += _token_file_problems(settings.tokens_file)
     for name, url in (
@@ -100,26 +107,56 @@ def production_problems(settings: Settings) -> list[str]:
         ("ARCHIVE_DATABASE_URL", settings.archive_database_url),
     ):
         problems += _database_url_problems(name, url)
+    if service in (None, "records"):
+        problems += _master_key_problems(settings)
     # The token file usually lives in the data dir: name that folder once.
     return list(dict.fromkeys(problems))
 
 
 def _token_file_problems(path: Path) -> list[str]:
+    return _private_file_problems(
+        path,
+        "the token file",
+        "issue the first token with `pupil-records token issue`",
+    )
+
+
+def _master_key_problems(settings: Settings) -> list[str]:
+    if settings.master_key:
+        return _master_key_text_problems(settings.master_key)
+    return _private_file_problems(
+        settings.key_file,
+        "the master key file",
+        "set PUPIL_RECORDS_MASTER_KEY or PUPIL_RECORDS_MASTER_KEY_FILE, or copy "
+        "the key that encrypted the existing data there",
+    )
+
+
+def _master_key_text_problems(text: str) -> list[str]:
+    try:
+        secret = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return ["PUPIL_RECORDS_MASTER_KEY is not valid base64"]
+    if len(secret) != MASTER_KEY_BYTES:
+        return [f"PUPIL_RECORDS_MASTER_KEY must encode {MASTER_KEY_BYTES} bytes"]
+    if len(set(secret)) == 1:
+        return ["PUPIL_RECORDS_MASTER_KEY repeats one byte, which is a placeholder"]
+    return []
+
+
+def _private_file_problems(path: Path, what: str, remedy: str) -> list[str]:
     try:
         info = path.stat()
     except FileNotFoundError:
-        return [
-            f"the token file {path} does not exist; issue the first token with "
-            "`pupil-records token issue`"
-        ]
+        return [f"{what} {path} does not exist; {remedy}"]
     except OSError as error:
-        return [f"the token file {path} cannot be read: {error.strerror}"]
+        return [f"{what} {path} cannot be read: {error.strerror}"]
     problems = []
     if not stat.S_ISREG(info.st_mode):
-        problems.append(f"the token file {path} is not a regular file")
+        problems.append(f"{what} {path} is not a regular file")
     elif info.st_mode & GROUP_OR_OTHERS:
         problems.append(
-            f"the token file {path} has mode {stat.filemode(info.st_mode)}; "
+            f"{what} {path} has mode {stat.filemode(info.st_mode)}; "
             "make it readable by its owner only (chmod 600)"
         )
     problems += _private_directory_problems(path.parent)

@@ -149,7 +149,7 @@ def create_base_app(
     or left at a default.
     """
     if settings.production:
-        check_production(settings)
+        check_production(settings, access.service)
     app = Flask(name, static_folder=None)
     app.json = ApiJSONProvider(app)
     app.config.update(

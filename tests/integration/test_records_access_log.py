@@ -170,6 +170,38 @@ def test_access_log_read_is_recorded(web: RecordsWebClient):
     assert log_read.previous_hash == file_read.hash
 
 
+def test_destruction_record_read_recorded(web: RecordsWebClient):
+    programme = web.create_programme()
+    pupil_id = register(web, "Зайцева")
+    web.enrol(pupil_id, programme["id"])
+    web.expel(pupil_id, programme["id"], web.today())
+    destruction = {"act": {"number": "7-У", "date": web.today().isoformat()}}
+    destruction["reason"] = "Истёк срок хранения"
+    expect(
+        web.post(
+            f"/api/v1/pupils/{pupil_id}/personal-data-destruction",
+            destruction,
+            "archivist",
+        ),
+        201,
+    )
+
+    expect_problem(web.get(f"/api/v1/pupils/{pupil_id}", "methodist"), 410)
+    expect(
+        web.get(
+            f"/api/v1/pupils/{pupil_id}/destruction-record",
+            "inspector",
+            **purpose("проверка уничтожения"),
+        ),
+        200,
+    )
+
+    [record] = records_of(web)
+    assert record.endpoint == f"GET /api/v1/pupils/{pupil_id}/destruction-record"
+    assert record.pupil_ids == (pupil_id,)
+    assert record.purpose == "проверка уничтожения"
+
+
 def test_head_of_personal_file_recorded(web: RecordsWebClient):
     pupil_id = register(web, "Жукова")
     web.project()
