@@ -38,6 +38,14 @@ graceful_timeout = _env_int("PUPIL_RECORDS_GRACEFUL_TIMEOUT", 10)
 keepalive = 5
 
 accesslog = "-"
+# Only the address, time, method, route template (never the path or query,
+# which hold ids and search terms), status, size, duration and request id.
+# gunicorn's default format would add the user name of a Basic Authorization
+# header, the referrer and the user agent.
+access_log_format = (
+    '%(h)s %(t)s "%(m)s %({pupil_records.route}e)s" %(s)s %(b)s %(M)sms '
+    "%({x-request-id}o)s"
+)
 errorlog = "-"
 loglevel = os.environ.get("PUPIL_RECORDS_LOG_LEVEL", "info").lower()
 

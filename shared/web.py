@@ -81,6 +81,8 @@ READINESS_RETRY_AFTER = 5
 POLL_FIRST_SECONDS = 0.02
 POLL_MAX_SECONDS = 0.05
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# The WSGI environ key that carries the matched route template to the server.
+ROUTE_ENVIRON_KEY = "pupil_records.route"
 
 
 # flask-smorest ships no type hints, so mypy types its classes as Any.
@@ -250,6 +252,8 @@ def _install_request_hooks(app: Flask, settings: Settings) -> None:
         response.headers[REQUEST_ID_HEADER] = request_id()
         # Label by route template, never by path: paths hold pupil ids.
         route = request.url_rule.rule if request.url_rule else "unmatched"
+        # gunicorn's access log prints this in place of the path and query.
+        request.environ[ROUTE_ENVIRON_KEY] = route
         requests_total.labels(request.method, route, str(response.status_code)).inc()
         started = g.get("started_at")
         if started is not None:
