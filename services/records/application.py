@@ -197,7 +197,8 @@ class RecordsApplication(Application[UUID]):
         A pupil whose destruction event is stored but whose key still exists
         (the process stopped in between) has the key destroyed now.
         """
-        self.key_ring.is_destroyed(pupil_id)
+        if self.key_ring.is_destroyed(pupil_id):
+            self._forget_cached_aggregates()
         pupil = self._load(Pupil, pupil_id, "pupil", None)
         if pupil.is_destroyed:
             self._finish_destruction(pupil.id)
@@ -212,11 +213,12 @@ class RecordsApplication(Application[UUID]):
             pupil = self.pupil(pupil_id)
             identity = self._identity_of(pupil)
             pupil.destroy_personal_data(act=act, reason=reason, destroyed_at=utc_now())
-            changed: list[Any] = [pupil]
+            changed: list[Any] = []
             if identity is not None:
                 identity.release()
                 changed.append(identity)
-            recordings = self.save(*changed)
+            # The destruction event comes last, so its position is the result's.
+            recordings = self.save(*changed, pupil)
             assert pupil.destruction is not None
             return destruction_record(pupil.id, pupil.destruction), recordings
 
@@ -243,6 +245,13 @@ class RecordsApplication(Application[UUID]):
     def _finish_destruction(self, pupil_id: UUID) -> None:
         if self.key_ring.destroy(pupil_id):
             self.key_ring.scrub()
+        self._forget_cached_aggregates()
+
+    def _forget_cached_aggregates(self) -> None:
+        # Cached journals hold decrypted attendance lines of a destroyed pupil.
+        cache = self.repository.cache
+        if cache is not None:
+            cache.clear()
 
     def destruction(self, pupil_id: UUID) -> dict[str, Any] | None:
         """Return the record of the destruction of a pupil's personal data, if any.
