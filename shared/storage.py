@@ -14,10 +14,10 @@ from shared.config import ConfigurationError
 MEMORY_URL = "memory://"
 SQLITE_LOCK_TIMEOUT_SECONDS = 10
 # How long a call of the event store waits for a pooled PostgreSQL connection.
-# eventsourcing 9.5.6 retries a failed call ten times, 0.2 s apart, so while
-# the server is down a call fails only after about ten times this value plus
-# 2 s (measured on PostgreSQL 15: 12 s with 1, 52 s with 5). Until then the
-# request that made the call waits for its 503.
+# eventsourcing 9.5.6 retries a failed call ten times, 0.2 s apart. So while
+# the server is down, a call fails after about ten times this value plus 2 s,
+# and only then does its request get a 503. Measured on PostgreSQL 15: 12 s
+# with a value of 1, 52 s with 5.
 POSTGRES_POOL_TIMEOUT_SECONDS = 1
 
 # Commands load an aggregate from a per-process cache and fetch only the events
