@@ -2,8 +2,8 @@
 
 `ROUTES` is the one table of access rules. Each entry names the service, the
 HTTP method and the path template (OpenAPI style, `{name}` for a path
-parameter), the roles that may call it, and whether its answer holds pupils'
-personal data. `shared.auth` enforces the table before any view runs, the
+parameter), the roles that may call it, and whether its response contains
+pupils' personal data. `shared.auth` enforces the table before any view runs, the
 OpenAPI documents show it as `x-roles`, and `docs/roles.md` is rendered from
 it (`python -m shared.access > docs/roles.md`).
 
@@ -33,9 +33,9 @@ ROLES: tuple[str, ...] = (
 STAFF: tuple[str, ...] = tuple(role for role in ROLES if role != "subscriber")
 SERVICES: tuple[str, ...] = ("records", "archive")
 
-# Where the answer of a personal-data read names its pupils: `path.NAME` is a
-# path parameter; otherwise a dotted path into the JSON body in which lists
-# are walked element by element.
+# Where a personal-data response lists its pupils: `path.NAME` is a path
+# parameter. Anything else is a dotted path into the JSON body, and lists on
+# that path are walked element by element.
 PATH_PREFIX = "path."
 
 _FLASK_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
@@ -50,8 +50,8 @@ class AccessTableError(ValueError):
 class Route:
     """One row of the role matrix.
 
-    `roles` is empty for a public route. `pupils` says where a personal-data
-    answer names its pupils (see `PATH_PREFIX`); it is set exactly when
+    `roles` is empty for a public route. `pupils` locates the pupil ids in a
+    personal-data response (see `PATH_PREFIX`), and it is set exactly when
     `personal_data` is.
     """
 
@@ -93,7 +93,7 @@ class Route:
         return role is not None and role in self.roles
 
     def pupil_ids(self, path_values: Mapping[str, Any], body: Any) -> list[str]:
-        """Return the ids of the pupils an answer of this route holds, in order."""
+        """Return the ids of the pupils in a response of this route, in order."""
         if self.pupils is None:
             return []
         if self.pupils.startswith(PATH_PREFIX):

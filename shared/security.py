@@ -2,7 +2,7 @@
 
 `add_security_headers` runs on every response: `nosniff`, no referrer, a
 content security policy (the docs page sets its own), `no-store` on the API
-(every answer there may hold personal data) and CORS headers for the origins
+(every response there may contain personal data) and CORS headers for the origins
 configured in `PUPIL_RECORDS_CORS_ORIGINS`, none by default.
 
 `check_production` rejects settings that would run a production service with a
@@ -25,12 +25,12 @@ from shared.config import ConfigurationError, Settings
 from shared.storage import is_memory
 
 API_PATH_PREFIX = "/api/v1/"
-# A JSON answer loads nothing, so nothing may be loaded or framed.
+# A JSON response loads nothing, so the browser may load or frame nothing.
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, X-Purpose, X-Request-Id"
 CORS_EXPOSED_HEADERS = "Location, Retry-After, WWW-Authenticate, X-Request-Id"
 CORS_MAX_AGE_SECONDS = 600
-# Passwords that appear in examples and images; a production service must not
+# Passwords that appear in examples and images. A production service must not
 # run with one of them.
 WELL_KNOWN_PASSWORDS = frozenset(
     {"secret", "password", "postgres", "changeme", "change-me", "example"}
@@ -98,7 +98,7 @@ def production_problems(settings: Settings, service: str | None = None) -> list[
     """Return why `settings` must not serve in production; empty when they may.
 
     The master key is checked for the records service only, or when `service`
-    is None; the archive holds no encrypted personal data.
+    is None, because the archive stores no encrypted personal data.
     """
     problems = _private_directory_problems(settings.data_dir)
     problems += _token_file_problems(settings.tokens_file)

@@ -185,7 +185,7 @@ def create_base_app(
 
 
 def _add_spec_plugin(api: Api, plugin: Any) -> None:
-    # Plugins run in order, so this one sees the paths flask-smorest made.
+    # Plugins run in order, so this one gets the paths flask-smorest built.
     plugin.init_spec(api.spec)
     api.spec.plugins.append(plugin)
 

@@ -1,4 +1,4 @@
-"""The access log: a tamper-evident record of every answered read of personal data.
+"""The access log: a tamper-evident record of each served read of personal data.
 
 The web layer appends one access record per read, before it returns the data.
 Records form a hash chain. `hash` is the SHA-256 of the canonical JSON of the
@@ -22,7 +22,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -145,7 +145,7 @@ class AccessRecord:
         }
 
     def as_json(self) -> dict[str, Any]:
-        """Return the record as the API answers it."""
+        """Return the record in the shape of the API response."""
         return {**self.hashed_fields(), "hash": self.hash}
 
 
@@ -225,18 +225,18 @@ class AccessLog:
             # The chain is also the time order of the list: a clock that was
             # set back must not put a record before its predecessor.
             at = head.at
-        fields = {
-            "sequence": 1 if head is None else head.sequence + 1,
-            "id": str(uuid.uuid4()),
-            "at": at,
-            "actor": read.actor,
-            "endpoint": read.endpoint,
-            "pupil_ids": tuple(dict.fromkeys(read.pupil_ids)),
-            "purpose": read.purpose,
-            "previous_hash": None if head is None else head.hash,
-        }
-        unsigned = AccessRecord(**fields, hash="")
-        return AccessRecord(**fields, hash=record_hash(unsigned.hashed_fields()))
+        unsigned = AccessRecord(
+            sequence=1 if head is None else head.sequence + 1,
+            id=str(uuid.uuid4()),
+            at=at,
+            actor=read.actor,
+            endpoint=read.endpoint,
+            pupil_ids=tuple(dict.fromkeys(read.pupil_ids)),
+            purpose=read.purpose,
+            previous_hash=None if head is None else head.hash,
+            hash="",
+        )
+        return replace(unsigned, hash=record_hash(unsigned.hashed_fields()))
 
     def page(
         self,
@@ -345,7 +345,7 @@ def _pupil_ids(stored: str) -> list[str]:
     try:
         value = json.loads(stored)
     except ValueError:
-        # An edited row: return it as it is, `verify_chain` reports the link.
+        # An edited row is returned as it is, and `verify_chain` reports it.
         return [stored]
     if not isinstance(value, list):
         return [stored]

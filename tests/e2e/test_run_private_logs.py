@@ -92,15 +92,36 @@ def run_scenario(services: RunningServices, found: Secrets) -> None:
     """Drive both services through the domain and through refusals."""
     records = services.records
     today = today_in_centre()
-    programme = records.create_programme()
+    programme_id = records.create_programme()["id"]
     pupil_ids = [register(records, found, day) for day in BIRTH_DATES]
     first, second, third = pupil_ids
     for pupil_id in pupil_ids:
-        records.enrol(pupil_id, programme["id"], today - timedelta(days=30))
+        records.enrol(pupil_id, programme_id, today - timedelta(days=30))
+
+    journal_id = record_results(records, programme_id, first, second, today)
+
+    expelled = records.expel(third, programme_id, today)
+    destruction = records.post_json(
+        f"/api/v1/pupils/{third}/personal-data-destruction",
+        {"act": order("9-У", today), "reason": "Истёк срок хранения"},
+        role="archivist",
+    )
+    assert destruction["position"] > expelled["position"]
+
+    reads(records, found, pupil_ids, journal_id, destruction["position"])
+    refusals(records, found, first)
+    oversized_requests(records)
+    wait_for_archive(services, destruction["position"])
+
+
+def record_results(
+    records: RecordsClient, programme_id: str, first: str, second: str, today: date
+) -> str:
+    """Record an attestation and a session; return the journal's id."""
     records.post_json(
         f"/api/v1/pupils/{first}/attestations",
         {
-            "programme_id": programme["id"],
+            "programme_id": programme_id,
             "kind": "intermediate",
             "date": today.isoformat(),
             "scores": {"speech": 7, "contact": 11},
@@ -111,7 +132,7 @@ def run_scenario(services: RunningServices, found: Secrets) -> None:
     journal = records.post_json(
         "/api/v1/journals",
         {
-            "programme_id": programme["id"],
+            "programme_id": programme_id,
             "specialist": {"name": "Смирнова Ольга", "position": "педагог-психолог"},
             "academic_year": {
                 "start": (today - timedelta(days=60)).isoformat(),
@@ -135,17 +156,7 @@ def run_scenario(services: RunningServices, found: Secrets) -> None:
         },
         role="specialist",
     )
-    expelled = records.expel(third, programme["id"], today)
-    destruction = records.post_json(
-        f"/api/v1/pupils/{third}/personal-data-destruction",
-        {"act": order("9-У", today), "reason": "Истёк срок хранения"},
-        role="archivist",
-    )
-    assert destruction["position"] > expelled["position"]
-    reads(records, found, pupil_ids, journal["id"], destruction["position"])
-    refusals(records, found, first)
-    oversized_requests(records)
-    wait_for_archive(services, destruction["position"])
+    return str(journal["id"])
 
 
 def today_in_centre() -> date:

@@ -1,4 +1,4 @@
-"""Audited reads: every answered read of personal data is recorded first.
+"""Audited reads: every served read of personal data is recorded first.
 
 `install_access_log(app, settings)` adds an `after_request` hook. For a route
 that the role matrix marks as a personal-data read, it appends an access
@@ -52,7 +52,7 @@ blp = Blueprint(
     "access_log",
     __name__,
     url_prefix="/api/v1/access-log",
-    description="Records of every answered read of pupils' personal data.",
+    description="Records of every served read of pupils' personal data.",
 )
 
 
@@ -95,7 +95,7 @@ def _open(url: str) -> AccessLog:
 
 
 def install_access_log(app: Flask, settings: Settings) -> AccessLogRuntime:
-    """Record every answered personal-data read of `app` in the access log."""
+    """Record every served personal-data read of `app` in the access log."""
     runtime = AccessLogRuntime(settings)
     app.extensions[EXTENSION_KEY] = runtime
     app.after_request(_record_read)
@@ -198,7 +198,7 @@ class AccessLogQueryArgsSchema(ma.Schema):
 
 
 class AccessActorSchema(ma.Schema):
-    """Who read: the token holder's name, role and token id."""
+    """The reader: the token holder's name, role and token id."""
 
     name = ma.fields.String()
     role = ma.fields.String()
