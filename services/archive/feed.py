@@ -21,6 +21,8 @@ class FeedEvent:
     type: str
     position: int
     data: Mapping[str, Any]
+    # When the records service recorded the event (`time`), if the feed says.
+    recorded_at: datetime | None = None
 
     def read_uuid(self, name: str) -> UUID:
         """Return the data field `name` as a UUID."""
@@ -155,5 +157,23 @@ def _parse_event(index: int, raw: Any) -> FeedEvent:
     if not isinstance(data, Mapping):
         raise FeedFormatError(f"events[{index}].data must be an object")
     return FeedEvent(
-        id=str(raw.get("id", "")), type=event_type, position=position, data=data
+        id=str(raw.get("id", "")),
+        type=event_type,
+        position=position,
+        data=data,
+        recorded_at=_recorded_at(index, raw.get("time")),
     )
+
+
+def _recorded_at(index: int, raw: Any) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except (TypeError, ValueError):
+        raise FeedFormatError(
+            f"events[{index}].time must be an ISO 8601 timestamp"
+        ) from None
+    if moment.tzinfo is None:
+        raise FeedFormatError(f"events[{index}].time must have a time zone")
+    return moment

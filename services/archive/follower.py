@@ -25,6 +25,7 @@ from tenacity.wait import wait_exponential, wait_random
 from services.archive.application import ArchiveApplication
 from services.archive.domain.schedule import RetentionSchedule, load_schedule
 from services.archive.feed import FeedFormatError, FeedPage, parse_page
+from services.archive.projection import ProjectionLoop, record_follower_heartbeat
 from services.archive.readmodels import (
     RetentionProjector,
     store_records_head,
@@ -32,8 +33,10 @@ from services.archive.readmodels import (
 )
 from shared.clock import utc_now
 from shared.config import ConfigurationError, Settings
+from shared.heartbeats import IdleBeats
 from shared.locks import ProcessLock
-from shared.storage import create_sql_engine
+from shared.storage import create_sql_engine, is_memory
+from shared.wakeups import open_change_signal
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +145,13 @@ class Follower:
         long_poll_seconds: int = LONG_POLL_SECONDS,
         max_backoff_seconds: float = MAX_BACKOFF_SECONDS,
         slow_retry_seconds: float = SLOW_RETRY_SECONDS,
+        projection: ProjectionLoop | None = None,
     ) -> None:
         self.app = app
         self.projector = projector
         self.client = client
+        # Without a projection loop, each step projects the page itself.
+        self.projection = projection
         self.page_limit = page_limit
         self.long_poll_seconds = long_poll_seconds
         self.slow_retry_seconds = slow_retry_seconds
@@ -156,6 +162,7 @@ class Follower:
         self._behind = True
         self._position = 0
         self._failing = False
+        self._failure_beats = IdleBeats()
 
     def step(self, stop: threading.Event | None = None) -> FeedPage:
         """Fetch the next page, apply it, update the read model and the head."""
@@ -174,10 +181,16 @@ class Follower:
                 position,
             )
         self.app.apply_page(page)
-        self.projector.catch_up()
+        if self.projection is None:
+            self.projector.catch_up()
+        else:
+            self.projection.nudge()
         store_records_head(self.projector.engine, page.head_position, utc_now())
         self._behind = page.head_position > page.last_position
         self._position = max(position, page.last_position)
+        record_follower_heartbeat(
+            self.projector.engine, position=self._position, page=page
+        )
         if self._failing:
             self._failing = False
             logger.info("archive follower resumed at records position %d", position)
@@ -191,11 +204,17 @@ class Follower:
             self.client.url,
         )
         self._retrying(stop)(self.projector.prepare)
-        while not stop.is_set():
-            try:
-                self._retrying(stop)(self.step, stop)
-            except StopRequestedError:
-                break
+        if self.projection is not None:
+            self.projection.start()
+        try:
+            while not stop.is_set():
+                try:
+                    self._retrying(stop)(self.step, stop)
+                except StopRequestedError:
+                    break
+        finally:
+            if self.projection is not None:
+                self.projection.stop()
         logger.info(
             "archive follower stopped at records position %d",
             self.app.processed_position(),
@@ -228,6 +247,7 @@ class Follower:
         # that the last step read rather than a new query.
         position = self._position
         self._failing = True
+        self._beat_while_failing()
         if isinstance(error, SLOW_ERRORS):
             logger.error(
                 "archive follower: %s; retrying in %.0f s (records position %d, "
@@ -250,6 +270,18 @@ class Follower:
             position,
             attempt,
         )
+
+    def _beat_while_failing(self) -> None:
+        # The heartbeat shows that the follower is alive and retrying; the
+        # database may be what fails, so a failed beat is only logged.
+        if not self._failure_beats.due():
+            return
+        try:
+            record_follower_heartbeat(
+                self.projector.engine, position=self._position, page=None
+            )
+        except (DBAPIError, OperationalError, InterfaceError) as error:
+            logger.debug("archive follower heartbeat failed: %s", error)
 
 
 @dataclass
@@ -315,9 +347,25 @@ def run(
         projector = RetentionProjector(app, engine, schedule)
         client = FeedClient(settings.records_url, settings.archive_feed_token)
         try:
-            Follower(app, projector, client).run(stop)
+            Follower(
+                app, projector, client, projection=_projection(settings, projector)
+            ).run(stop)
         finally:
             client.close()
+
+
+def _projection(
+    settings: Settings, projector: RetentionProjector
+) -> ProjectionLoop | None:
+    url = settings.archive_database_url
+    # The in-memory read model is one connection, which two threads cannot
+    # share, so there each step projects its page itself.
+    if is_memory(url):
+        return None
+    signal = open_change_signal(
+        url, projector.app.recorder, "pupil-records archive projector"
+    )
+    return ProjectionLoop(projector, signal)
 
 
 @contextmanager

@@ -40,6 +40,7 @@ from services.archive.domain.schedule import (
 )
 from shared.clock import iso_utc
 from shared.config import Settings
+from shared.heartbeats import create_heartbeat_table
 from shared.locks import ProcessLock
 from shared.storage import create_sql_engine
 
@@ -171,8 +172,9 @@ class ListCursor:
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the read-model tables that do not exist yet."""
+    """Create the read-model and heartbeat tables that do not exist yet."""
     Base.metadata.create_all(engine)
+    create_heartbeat_table(engine)
 
 
 class RetentionProjector:

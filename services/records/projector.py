@@ -50,14 +50,18 @@ from services.records.readmodels import (
 )
 from shared.clock import iso_utc
 from shared.config import Settings
+from shared.heartbeats import IdleBeats, create_heartbeat_table, write_heartbeat
 from shared.jsonable import to_jsonable
 from shared.storage import create_sql_engine
+from shared.wakeups import ChangeSignal, open_change_signal
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 CACHE_SIZE = 5000
-POLL_SECONDS = 0.05
+FIRST_RETRY_SECONDS = 0.1
+MAX_RETRY_SECONDS = 5.0
+HEARTBEAT_NAME = "records_projector"
 
 HISTORY_TYPES = {
     Pupil.Registered: "pupil.registered",
@@ -81,10 +85,18 @@ class PositionMovedError(Exception):
 class RecordsProjector:
     """Applies records events to the read models in batched transactions."""
 
-    def __init__(self, app: RecordsApplication, engine: Engine) -> None:
+    def __init__(
+        self,
+        app: RecordsApplication,
+        engine: Engine,
+        *,
+        heartbeat_name: str | None = None,
+    ) -> None:
         self.app = app
         self.engine = engine
         self.read_models = RecordsReadModels(engine)
+        # With a name, each batch also writes the follower's heartbeat row.
+        self.heartbeat_name = heartbeat_name
         self._aggregates: OrderedDict[UUID, Any] = OrderedDict()
         # Set when a batch purged a pupil: old row versions remain in the
         # database files until `finish_destructions` clears them.
@@ -121,6 +133,34 @@ class RecordsProjector:
         self.app.key_ring.scrub()
         self._purged = False
 
+    def catch_up_in(self, connection: Connection, batch_size: int = BATCH_SIZE) -> int:
+        """Apply every pending event inside the caller's transaction; return how many.
+
+        The caller must call `forget_aggregates()` if it rolls the transaction back.
+        """
+        applied = 0
+        while True:
+            count = self._process(connection, batch_size)
+            applied += count
+            if count < batch_size:
+                return applied
+
+    def forget_aggregates(self) -> None:
+        """Drop the cached aggregates after a rollback of the caller's transaction."""
+        self._aggregates.clear()
+
+    def beat(self) -> None:
+        """Write the heartbeat row with the stored position and the current head."""
+        if self.heartbeat_name is None:
+            return
+        with self.engine.begin() as connection:
+            write_heartbeat(
+                connection,
+                self.heartbeat_name,
+                position=_stored_position(connection),
+                head=self.app.head_position(),
+            )
+
     def _process(self, connection: Connection, batch_size: int) -> int:
         # Old versions of updated rows must not linger in SQLite's free space.
         enable_secure_delete(connection)
@@ -130,6 +170,7 @@ class RecordsProjector:
         )
         if not notifications:
             return 0
+        event: DomainEvent | None = None
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
             self._apply(connection, event, notification.id)
@@ -141,6 +182,14 @@ class RecordsProjector:
         if moved.rowcount != 1:
             raise PositionMovedError(
                 f"position {start} of {PROJECTOR_NAME} moved during the batch"
+            )
+        if self.heartbeat_name is not None and event is not None:
+            write_heartbeat(
+                connection,
+                self.heartbeat_name,
+                position=notifications[-1].id,
+                head=self.app.head_position(),
+                last_event_at=event.timestamp,
             )
         return len(notifications)
 
@@ -375,29 +424,79 @@ def open_components(settings: Settings) -> tuple[RecordsApplication, Engine]:
     )
     engine = create_sql_engine(settings.records_database_url, writer=True)
     metadata.create_all(engine)
+    create_heartbeat_table(engine)
     return app, engine
 
 
 def run(settings: Settings, stop: threading.Event) -> None:
-    """Follow the log until `stop` is set, polling when idle."""
+    """Follow the log until `stop` is set, waking on new events.
+
+    On PostgreSQL a notification of the log's channel wakes the projector at
+    once; otherwise, and as a fallback, it polls.
+    """
     app, engine = open_components(settings)
-    projector = RecordsProjector(app, engine)
-    logger.info("records projector started at position %s", projector.read_models.position())
-    delay = POLL_SECONDS
+    signal = open_change_signal(
+        settings.records_database_url, app.recorder, "pupil-records records projector"
+    )
+    projector = RecordsProjector(app, engine, heartbeat_name=HEARTBEAT_NAME)
+    logger.info(
+        "records projector started at position %s", projector.read_models.position()
+    )
+    try:
+        follow(projector, signal, stop)
+    finally:
+        signal.close()
+        engine.dispose()
+        app.close()
+
+
+def follow(
+    projector: RecordsProjector, signal: ChangeSignal, stop: threading.Event
+) -> None:
+    """Apply batches until `stop` is set; wait on `signal` while caught up.
+
+    A failed batch, for instance after a lost database connection, is retried
+    with an exponential backoff from the stored position.
+    """
+    idle_beats = IdleBeats()
+    delay = FIRST_RETRY_SECONDS
+    failures = 0
     while not stop.is_set():
+        mark = signal.mark()
         try:
             applied = projector.process_batch()
-        except Exception:
-            logger.exception("records projector batch failed; retrying in %.1f s", delay)
+            if applied:
+                idle_beats.reset()
+            elif idle_beats.due():
+                projector.beat()
+        except Exception as error:
+            failures += 1
+            _log_failure(error, failures, delay)
             stop.wait(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
             continue
-        delay = POLL_SECONDS
+        if failures:
+            logger.info("records projector recovered after %d failures", failures)
+            failures = 0
+            delay = FIRST_RETRY_SECONDS
         if applied < BATCH_SIZE:
-            stop.wait(POLL_SECONDS)
-    logger.info("records projector stopped at position %s", projector.read_models.position())
-    engine.dispose()
-    app.close()
+            signal.wait(mark, signal.poll_interval, stop)
+    logger.info(
+        "records projector stopped at position %s", projector.read_models.position()
+    )
+
+
+def _log_failure(error: Exception, failures: int, delay: float) -> None:
+    # The first failure gets its traceback; repeats of an outage get one line.
+    if failures == 1:
+        logger.exception("records projector batch failed; retrying in %.1f s", delay)
+    else:
+        logger.warning(
+            "records projector batch failed again (attempt %d): %s; retrying in %.1f s",
+            failures,
+            error,
+            delay,
+        )
 
 
 def rebuild(settings: Settings, progress: bool = True) -> int:

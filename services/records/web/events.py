@@ -14,10 +14,10 @@ from services.records.web.common import Body, records
 from services.records.web.runtime import get_runtime
 from services.records.web.schemas import TimestampString
 from shared.fields import QueryInteger, limit_field, min_position_field
+from shared.wakeups import ChangeSignal
 from shared.web import Blueprint, wait_for_position
 
 MAX_WAIT_SECONDS = 30
-POLL_SECONDS = 0.05
 
 blp = Blueprint(
     "events",
@@ -87,7 +87,8 @@ class Events(MethodView):
             wait_for_min_position(application, query["min_position"])
         types: list[str] = query["type"]
         if query["wait"] > 0:
-            wait_for_event(application, query["after"], types, query["wait"])
+            signal = get_runtime().change_signal()
+            wait_for_event(application, signal, query["after"], types, query["wait"])
         return read_feed(application, query["after"], query["limit"], types)
 
 
@@ -98,13 +99,23 @@ def wait_for_min_position(application: RecordsApplication, position: int) -> Non
 
 
 def wait_for_event(
-    application: RecordsApplication, after: int, types: Sequence[str], seconds: float
+    application: RecordsApplication,
+    signal: ChangeSignal,
+    after: int,
+    types: Sequence[str],
+    seconds: float,
 ) -> bool:
-    """Poll until a matching public event follows `after`; False on timeout."""
+    """Wait until a matching public event follows `after`; False on timeout.
+
+    The log is checked again whenever `signal` reports a change, and at the
+    signal's poll interval in case a notification was lost.
+    """
     deadline = time.monotonic() + seconds
-    while not has_public_event_after(application, after, types):
+    while True:
+        mark = signal.mark()
+        if has_public_event_after(application, after, types):
+            return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        time.sleep(min(POLL_SECONDS, remaining))
-    return True
+        signal.wait(mark, min(signal.poll_interval, remaining))

@@ -14,15 +14,22 @@ from dataclasses import dataclass
 
 from eventsourcing.persistence import PersistenceError
 from flask import Flask, current_app
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.records.application import RecordsApplication
 from services.records.keys import MasterKey, MasterKeyError, load_master_key
-from services.records.projector import RecordsProjector
+from services.records.projector import HEARTBEAT_NAME, RecordsProjector
 from services.records.readmodels import RecordsReadModels
 from shared.config import Settings
-from shared.storage import create_sql_engine, is_memory
+from shared.heartbeats import (
+    FollowerState,
+    create_heartbeat_table,
+    read_heartbeats,
+    stall_reason,
+)
+from shared.storage import create_sql_engine, is_memory, is_postgres
+from shared.wakeups import ChangeSignal, open_change_signal
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +54,14 @@ class RecordsRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # Read now, so that a missing key in production mode stops the worker.
-        self.master_key = load_master_key(settings)
+        # The in-memory store dies with the process, and so may its key.
+        self.master_key = (
+            MasterKey.generate()
+            if is_memory(settings.records_database_url)
+            else load_master_key(settings)
+        )
         self._components: Components | None = None
+        self._signal: ChangeSignal | None = None
         self._build_lock = threading.Lock()
         self._projection_lock = threading.Lock()
 
@@ -88,29 +101,84 @@ class RecordsRuntime:
         """Return the records position the read models have processed."""
         return self.read_models().position()
 
+    def change_signal(self) -> ChangeSignal:
+        """Return the signal of new events in the log, listening from the first call.
+
+        On PostgreSQL one listening connection per process wakes every
+        long-poll of the feed; elsewhere the signal only sets the poll interval.
+        """
+        signal = self._signal
+        if signal is None:
+            application = self.application
+            with self._build_lock:
+                if self._signal is None:
+                    self._signal = open_change_signal(
+                        self.settings.records_database_url,
+                        application.recorder,
+                        f"pupil-records records web {os.getpid()}",
+                    )
+                signal = self._signal
+        return signal
+
+    def follower_states(self) -> list[FollowerState]:
+        """Return the records projector's position, the log head and its heartbeat."""
+        read_models = self.read_models()
+        heartbeat = read_heartbeats(self.engine, [HEARTBEAT_NAME]).get(HEARTBEAT_NAME)
+        return [
+            FollowerState(
+                name=HEARTBEAT_NAME,
+                label="records projector",
+                position=read_models.position(),
+                head=self.application.head_position(),
+                heartbeat=heartbeat,
+            )
+        ]
+
+    def events_appended(self) -> int:
+        """Count the events stored in the records log."""
+        components = self.components
+        if is_memory(self.settings.records_database_url):
+            # The in-memory store numbers its events without gaps.
+            return components.application.head_position()
+        # eventsourcing's table: one per application on PostgreSQL, a fixed
+        # name on SQLite. Positions may have gaps, so the rows are counted.
+        name = (
+            "records_events"
+            if is_postgres(self.settings.records_database_url)
+            else "stored_events"
+        )
+        with components.engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(func.count()).select_from(table(name))
+                ).scalar_one()
+            )
+
     def readiness(self) -> str | None:
         """Return why the service is not ready, or None when it is."""
         try:
-            head = self.application.head_position()
-            position = self.read_position()
+            states = self.follower_states()
         except (PersistenceError, SQLAlchemyError, OSError) as error:
             logger.warning("records database unreachable: %s", error)
             return f"the records database is unreachable ({type(error).__name__})"
         except MasterKeyError as error:
             logger.error("records key ring unusable: %s", error)
             return f"the records key ring cannot be opened: {error}"
-        lag = head - position
-        if lag > self.settings.follower_max_lag:
+        projector = states[0]
+        if projector.lag > self.settings.follower_max_lag:
             return (
-                f"the records projector is {lag} events behind the log "
+                f"the records projector is {projector.lag} events behind the log "
                 f"(allowed: {self.settings.follower_max_lag})"
             )
-        return None
+        return stall_reason(projector, self.settings.follower_stall_seconds)
 
     def close(self) -> None:
         """Release the database connections, if they were opened."""
         with self._build_lock:
             components, self._components = self._components, None
+            signal, self._signal = self._signal, None
+        if signal is not None:
+            signal.close()
         if components is not None:
             components.engine.dispose()
             components.application.close()
@@ -136,9 +204,11 @@ def _create_tables(read_models: RecordsReadModels) -> None:
     # one of them may fail on a table the other has just created.
     try:
         read_models.create_tables()
+        create_heartbeat_table(read_models.engine)
     except SQLAlchemyError:
         logger.info("read-model tables appeared concurrently; checking again")
         read_models.create_tables()
+        create_heartbeat_table(read_models.engine)
 
 
 def install_runtime(app: Flask, runtime: RecordsRuntime) -> None:
