@@ -235,15 +235,47 @@ def services_stopped(settings: Settings, command: str) -> Iterator[None]:
 
 
 @records.command("rebuild")
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Build new read-model tables while the services run and the old "
+    "tables serve, then switch to them in one transaction.",
+)
 @data_dir_option
-def records_rebuild(data_dir: Path | None) -> None:
+def records_rebuild(online: bool, data_dir: Path | None) -> None:
     """Rebuild the records read models from the event log, with progress."""
     settings = load_settings(data_dir)
+    if online:
+        replayed = _rebuild_records_online(settings)
+        click.echo(
+            f"records read models rebuilt online ({replayed} events replayed)", err=True
+        )
+        return
     with services_stopped(settings, "records rebuild"):
         from services.records.projector import rebuild
 
         rebuild(settings, progress=True)
     click.echo("records read models rebuilt", err=True)
+
+
+def _rebuild_records_online(settings: Settings) -> int:
+    from services.records.rebuild import RebuildError, rebuild_online
+    from services.runner import services_lock_path
+    from shared.locks import LockHeldError, ProcessLock
+
+    command = "pupil-records records rebuild --online"
+    # Shared like the services' own hold, so that only an offline rebuild,
+    # which takes the lock alone, keeps this one out.
+    services_lock = ProcessLock(
+        services_lock_path(settings), owner=command, shared=True
+    )
+    try:
+        with services_lock:
+            return rebuild_online(settings, progress=True)
+    except LockHeldError as error:
+        raise CommandError(f"`records rebuild --online` cannot run: {error}") from None
+    except RebuildError as error:
+        raise CommandError(str(error)) from None
 
 
 @archive.command("rebuild")

@@ -39,6 +39,7 @@ from tenacity import (
 from tqdm import tqdm
 
 from services.records.application import RecordsApplication
+from services.records.keys import load_master_key
 from services.records.projector import RecordsProjector
 from services.records.readmodels import PROJECTOR_NAME, metadata, positions
 from shared.config import Settings
@@ -82,7 +83,7 @@ def rebuild_online(settings: Settings, progress: bool = True) -> int:
         )
     owner = "pupil-records records rebuild --online"
     with ProcessLock(settings.data_dir / LOCK_FILE_NAME, owner=owner):
-        app = RecordsApplication(url)
+        app = RecordsApplication(url, master_key=load_master_key(settings))
         try:
             target = PostgresTarget(url) if is_postgres(url) else SqliteTarget(url)
             with target.prepared():

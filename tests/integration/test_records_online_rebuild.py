@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, select, text, update
 
 from services.records.application import RecordsApplication
+from services.records.keys import load_master_key
 from services.records.projector import RecordsProjector, follow
 from services.records.readmodels import RecordsReadModels, pupils
 from services.records.rebuild import (
@@ -48,9 +49,16 @@ def settings(store_url: str, tmp_path: Path) -> Settings:
     )
 
 
+def open_app(settings: Settings) -> RecordsApplication:
+    """Open the records store with the master key the rebuild uses."""
+    return RecordsApplication(
+        settings.records_database_url, master_key=load_master_key(settings)
+    )
+
+
 @pytest.fixture
-def records_app(store_url: str) -> Iterator[RecordsApplication]:
-    app = RecordsApplication(store_url)
+def records_app(settings: Settings) -> Iterator[RecordsApplication]:
+    app = open_app(settings)
     yield app
     app.close()
 
@@ -172,7 +180,7 @@ def test_readers_never_miss_a_pupil(settings, records_app, live_engine, store_ur
     for number in range(STARTING_PUPILS):
         registered.add(*register(records_app, number))
     # The projector has an application of its own, as in its own process.
-    projector_app = RecordsApplication(store_url)
+    projector_app = open_app(settings)
     live = RecordsProjector(projector_app, live_engine)
     live.catch_up()
     first = sorted(registered.positions)[0]
