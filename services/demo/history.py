@@ -28,7 +28,8 @@ from services.demo.catalogue import (
     WOMEN_NAMES,
     ProgrammeSpec,
 )
-from services.demo.names import FullName, normalise_full_name, random_full_name
+from services.demo.names import FullName, random_full_name
+from services.records.domain.names import normalised_full_name
 
 # Programmes in the order they open when the demo is scaled down, so that even a
 # small centre has a group and an individual programme for overlapping ages.
@@ -865,7 +866,8 @@ def build_history(today: date, rng: random.Random, sizes: Sizes) -> History:
 
 
 def _identity(name: FullName, birth: date) -> tuple[str, date]:
-    return normalise_full_name(name.surname, name.name, name.patronymic), birth
+    # The records service's own duplicate key, so that no two demo pupils clash.
+    return normalised_full_name(name.surname, name.name, name.patronymic), birth
 
 
 def _spec(code: str) -> ProgrammeSpec:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import unicodedata
 from dataclasses import dataclass
 
 BOYS_NAMES = (
@@ -121,13 +120,6 @@ def feminine_surname(surname: str) -> str:
     if surname.endswith(("ых", "их", "ко", "енко")):
         return surname
     raise NameFormError(f"no feminine form rule for the surname {surname!r}")
-
-
-def normalise_full_name(*parts: str | None) -> str:
-    """Return the comparison key of a full name: NFC, case-folded, ё as е, one space."""
-    text = " ".join(part for part in parts if part)
-    text = unicodedata.normalize("NFC", text).casefold().replace("ё", "е")
-    return " ".join(text.split())
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from services.demo.names import (
     SURNAMES,
     NameFormError,
     feminine_surname,
-    normalise_full_name,
     patronymic,
     random_full_name,
 )
@@ -89,10 +88,3 @@ def test_random_names_follow_the_sex() -> None:
         assert boy.name in BOYS_NAMES
         assert boy.patronymic.endswith(("вич", "ич"))
         assert boy.surname in SURNAMES
-
-
-def test_normalised_name_ignores_case_yo_and_spaces() -> None:
-    assert normalise_full_name(" Соловьёв ", "АРТЁМ", "Ильич") == normalise_full_name(
-        "соловьев", "артем", "  ильич"
-    )
-    assert normalise_full_name("Иванов", "Иван", None) == "иванов иван"

@@ -17,13 +17,8 @@ import pytest
 from services.demo import build_plan
 from services.demo.catalogue import ORIENTATION
 from services.demo.model import Command, Plan, Ref, carried_dates
-from services.demo.names import (
-    BOYS_NAMES,
-    GIRLS_NAMES,
-    SURNAMES,
-    feminine_surname,
-    normalise_full_name,
-)
+from services.demo.names import BOYS_NAMES, GIRLS_NAMES, SURNAMES, feminine_surname
+from services.records.domain.names import normalised_full_name
 
 TODAY = date(2026, 12, 4)
 
@@ -156,7 +151,7 @@ class Replay:
 
     def _pupil(self, command: Command, body: dict[str, Any]) -> None:
         identity = (
-            normalise_full_name(body["surname"], body["name"], body["patronymic"]),
+            normalised_full_name(body["surname"], body["name"], body["patronymic"]),
             date.fromisoformat(body["birth_date"]),
         )
         assert identity not in self.identities, "duplicate pupil"
@@ -604,7 +599,7 @@ def test_pupils_attend_several_programmes(replay: Replay) -> None:
 def test_pupil_identities_are_unique(plan: Plan) -> None:
     identities = [
         (
-            normalise_full_name(
+            normalised_full_name(
                 c.body["surname"], c.body["name"], c.body["patronymic"]
             ),
             c.body["birth_date"],
