@@ -10,7 +10,12 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    Cache,
+    LRUCache,
+)
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
@@ -248,10 +253,14 @@ class RecordsApplication(Application[UUID]):
         self._forget_cached_aggregates()
 
     def _forget_cached_aggregates(self) -> None:
-        # Cached journals hold decrypted attendance lines of a destroyed pupil.
+        # Cached journals contain decrypted attendance lines of a destroyed
+        # pupil. The cache is replaced, because the library's LRUCache.clear()
+        # leaves its index in place; threads still using the old one finish.
         cache = self.repository.cache
-        if cache is not None:
-            cache.clear()
+        if isinstance(cache, LRUCache):
+            self.repository.cache = LRUCache(maxsize=cache.maxsize)
+        elif cache is not None:
+            self.repository.cache = Cache()
 
     def destruction(self, pupil_id: UUID) -> dict[str, Any] | None:
         """Return the record of the destruction of a pupil's personal data, if any.

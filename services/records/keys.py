@@ -56,9 +56,9 @@ logger = logging.getLogger(__name__)
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
-# How long an unwrapped data key stays in a process's cache. Another process
-# that destroys the key is noticed by this one within this time at the latest;
-# the command path and the projector check the database at once.
+# How long a process keeps an unwrapped data key in its cache. Reads that use
+# the cache learn of a destruction by another process within this time. The
+# command path and the projector check the database at once.
 KEY_CACHE_SECONDS = 30.0
 KEY_CACHE_SIZE = 10_000
 CHECKPOINT_ATTEMPTS = 20
@@ -77,8 +77,8 @@ pupil_data_keys = Table(
     Column("destroyed_at", String(40)),
 )
 
-# The fingerprint of the master key the data keys of this database are
-# wrapped with, so that a wrong master key fails at start-up.
+# The fingerprint of the master key that wrapped this database's data keys,
+# so that a wrong master key fails at start-up.
 key_ring_fingerprints = Table(
     "pupil_data_key_fingerprints",
     key_metadata,
@@ -96,7 +96,7 @@ class MasterKeyError(KeyRingError, ConfigurationError):
 
 
 class DataKeyMissingError(KeyRingError):
-    """Sealed data name a pupil for whom the key ring holds no key at all."""
+    """Sealed data name a pupil who never had a data key."""
 
 
 class DataKeyDestroyedError(KeyRingError):

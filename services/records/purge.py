@@ -88,10 +88,10 @@ def _purge_session_lines(connection: Connection, pupil_id: str) -> None:
     ).all()
     for row in rows:
         lines = row.document["attendance"]
-        kept = [line for line in lines if line["pupil_id"] != pupil_id]
-        if len(kept) != len(lines):
+        remaining = [line for line in lines if line["pupil_id"] != pupil_id]
+        if len(remaining) != len(lines):
             connection.execute(
                 update(sessions)
                 .where(sessions.c.id == row.id)
-                .values(document={**row.document, "attendance": kept})
+                .values(document={**row.document, "attendance": remaining})
             )

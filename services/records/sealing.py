@@ -148,7 +148,7 @@ class SealingMapper(Mapper[UUID]):
             ]
         elif isinstance(domain_event, CanSnapshotAggregate):
             if getattr(domain_event, "topic", None) in UNSNAPSHOTTABLE_TOPICS:
-                # NOTE: a snapshot holds the whole aggregate state, names and
+                # NOTE: a snapshot contains the whole aggregate state, names and
                 # attendance included, and no per-field sealing is defined
                 # for it yet, so snapshots of these aggregates are refused.
                 raise SealingError(

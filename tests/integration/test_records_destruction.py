@@ -255,6 +255,21 @@ def test_destroyed_pupil_decodes_without_data(app, centre):
     assert app.pupil(centre.pupils["gleb"]).surname == PEOPLE["gleb"][0]
 
 
+def test_cached_journal_forgets_statuses(app, centre):
+    maria = centre.pupils["maria"]
+    journal_id = centre.journals["psy"]
+
+    def statuses() -> list[str | None]:
+        sessions = app.journal(journal_id).sessions.values()
+        lines = [line for session in sessions for line in session["attendance"]]
+        return [line["status"] for line in lines if line["pupil_id"] == maria]
+
+    assert statuses() == ["present", "excused"]
+    destroy(app, maria)
+
+    assert statuses() == [None, None]
+
+
 def test_feed_announces_destruction(app, centre):
     maria = centre.pupils["maria"]
     result = destroy(app, maria)
