@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -64,6 +65,9 @@ KEY_CACHE_SIZE = 10_000
 CHECKPOINT_ATTEMPTS = 20
 CHECKPOINT_PAUSE_SECONDS = 0.1
 MASTER_FINGERPRINT_NAME = "master"
+# The key table is always the live one, even on a connection whose
+# schema_translate_map points the read models at other tables (online rebuild).
+LIVE_TABLES: dict[str, Any] = {"schema_translate_map": {None: None}}
 
 key_metadata = MetaData()
 
@@ -515,7 +519,10 @@ def _erase_row(connection: Connection, pupil_id: UUID) -> bool:
     enable_secure_delete(connection)
     key = pupil_data_keys.c.pupil_id == str(pupil_id)
     row = connection.execute(
-        select(pupil_data_keys.c.wrapped_key, pupil_data_keys.c.destroyed_at).where(key)
+        select(pupil_data_keys.c.wrapped_key, pupil_data_keys.c.destroyed_at).where(
+            key
+        ),
+        execution_options=LIVE_TABLES,
     ).first()
     now = iso_utc(utc_now())
     if row is None:
@@ -523,16 +530,21 @@ def _erase_row(connection: Connection, pupil_id: UUID) -> bool:
         connection.execute(
             insert(pupil_data_keys).values(
                 pupil_id=str(pupil_id), created_at=now, destroyed_at=now
-            )
+            ),
+            execution_options=LIVE_TABLES,
         )
         return True
     if row.destroyed_at is not None:
         return False
     if row.wrapped_key is not None:
         zeros = bytes(len(row.wrapped_key))
-        connection.execute(update(pupil_data_keys).where(key).values(wrapped_key=zeros))
+        connection.execute(
+            update(pupil_data_keys).where(key).values(wrapped_key=zeros),
+            execution_options=LIVE_TABLES,
+        )
     connection.execute(
-        update(pupil_data_keys).where(key).values(wrapped_key=None, destroyed_at=now)
+        update(pupil_data_keys).where(key).values(wrapped_key=None, destroyed_at=now),
+        execution_options=LIVE_TABLES,
     )
     return True
 

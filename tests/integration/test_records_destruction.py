@@ -31,7 +31,9 @@ from services.records.feed import read_feed
 from services.records.keys import MasterKey
 from services.records.projector import RecordsProjector
 from services.records.readmodels import RecordsReadModels, metadata
+from services.records.rebuild import rebuild_online
 from shared.actor import Principal, acting_as
+from shared.config import Settings
 from shared.storage import create_sql_engine, eventsourcing_env
 from tests.conftest import BACKENDS, REGISTRAR, read_models_engine
 from tests.records_helpers import (
@@ -235,6 +237,29 @@ def test_rebuild_never_resurrects(app, engine, centre):
         assert patronymic not in text
     assert "переезд семьи" not in text
     assert PEOPLE["gleb"][0] in text
+
+
+@pytest.mark.parametrize("store_url", STORES[1:], indirect=True)
+def test_online_rebuild_never_resurrects(
+    app, engine, centre, store_url, master_key, tmp_path
+):
+    settings = Settings.from_env(
+        environ={
+            "RECORDS_DATABASE_URL": store_url,
+            "PUPIL_RECORDS_MASTER_KEY": master_key.to_base64(),
+        },
+        data_dir=tmp_path,
+    )
+    projector = RecordsProjector(app, engine)
+    projector.catch_up()
+    destroy(app, centre.pupils["maria"])
+    projector.catch_up()
+    incremental = dump_read_models(engine)
+
+    rebuild_online(settings, progress=False)
+
+    assert dump_read_models(engine) == incremental
+    assert PEOPLE["maria"][0] not in dumped(engine)
 
 
 def test_destroyed_pupil_decodes_without_data(app, centre):
