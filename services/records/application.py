@@ -491,7 +491,8 @@ class RecordsApplication(Application[UUID]):
                 )
             changed = [pupil for pupil in pupils if pupil.pending_events]
             recordings = self.save(journal, *changed)
-            view = session_view(journal.id, session_id, journal.sessions[session_id])
+            session = {"date": on, "start_time": start_time, "attendance": attendance}
+            view = session_view(journal.id, session_id, session)
             view.update(duration_minutes=duration_minutes, topic=topic)
             return view, recordings
 

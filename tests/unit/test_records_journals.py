@@ -47,7 +47,7 @@ def test_journal_opens_for_centre_calendar_year():
     assert journal.year_start == YEAR_START
     assert journal.year_end == YEAR_END
     assert journal.closed_on is None
-    assert journal.sessions == {}
+    assert journal.session_count == 0
 
 
 def test_journal_year_ending_before_start_rejected():
@@ -76,7 +76,7 @@ def test_sessions_on_first_and_last_day_recorded():
     record(journal, YEAR_START)
     record(journal, YEAR_END)
 
-    assert len(journal.sessions) == 2
+    assert journal.session_count == 2
     assert journal.last_session_date == YEAR_END
 
 
@@ -103,11 +103,11 @@ def test_session_accepted_only_inside_year(day):
 
     if YEAR_START <= day <= YEAR_END:
         record(journal, day)
-        assert len(journal.sessions) == 1
+        assert journal.session_count == 1
     else:
         with pytest.raises(InvalidFieldError):
             record(journal, day)
-        assert journal.sessions == {}
+        assert journal.session_count == 0
 
 
 def test_session_at_same_date_and_time_rejected():
@@ -116,7 +116,7 @@ def test_session_at_same_date_and_time_rejected():
 
     with pytest.raises(RuleViolationError):
         record(journal, date(2025, 2, 3), "10:00")
-    assert len(journal.sessions) == 1
+    assert journal.session_count == 1
 
 
 def test_sessions_at_other_time_or_date_recorded():
@@ -126,7 +126,7 @@ def test_sessions_at_other_time_or_date_recorded():
     record(journal, date(2025, 2, 3), "11:00")
     record(journal, date(2025, 2, 4), "10:00")
 
-    assert len(journal.sessions) == 3
+    assert journal.session_count == 3
 
 
 def test_pupil_listed_twice_rejected():
@@ -151,7 +151,9 @@ def test_session_keeps_attendance_lines():
 
     session_id = record(journal, date(2025, 2, 3), attendance=attendance)
 
-    assert journal.sessions[session_id]["attendance"] == attendance
+    event = journal.pending_events[-1]
+    assert event.session_id == session_id
+    assert event.attendance == attendance
 
 
 def test_session_in_closed_journal_rejected():

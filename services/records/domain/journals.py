@@ -26,8 +26,8 @@ class Journal(RecordsAggregate):
     year_end: date
     kind: str
     group: str | None
-    sessions: dict[UUID, dict[str, Any]]
-    slots: set[tuple[date, str]]
+    session_count: int
+    slots: set[str]
     last_session_date: date | None
     closed_on: date | None
 
@@ -52,7 +52,7 @@ class Journal(RecordsAggregate):
             aggregate.year_end = self.academic_year["end"]
             aggregate.kind = self.kind
             aggregate.group = self.group
-            aggregate.sessions = {}
+            aggregate.session_count = 0
             aggregate.slots = set()
             aggregate.last_session_date = None
             aggregate.closed_on = None
@@ -67,12 +67,10 @@ class Journal(RecordsAggregate):
         attendance: list[dict[str, Any]]
 
         def apply(self, aggregate: Journal) -> None:
-            aggregate.sessions[self.session_id] = {
-                "date": self.date,
-                "start_time": self.start_time,
-                "attendance": self.attendance,
-            }
-            aggregate.slots.add((self.date, self.start_time))
+            # The aggregate keeps only what its rules need; the sessions with
+            # their attendance live in the read model.
+            aggregate.session_count += 1
+            aggregate.slots.add(_slot(self.date, self.start_time))
             last = aggregate.last_session_date
             if last is None or self.date > last:
                 aggregate.last_session_date = self.date
@@ -144,7 +142,7 @@ class Journal(RecordsAggregate):
         self.check_session_date(on)
         if self.is_closed:
             raise RuleViolationError("the journal is closed")
-        if (on, start_time) in self.slots:
+        if _slot(on, start_time) in self.slots:
             raise RuleViolationError(
                 f"a session is already recorded on {on.isoformat()} at {start_time}"
             )
@@ -182,3 +180,8 @@ class Journal(RecordsAggregate):
         if self.is_closed:
             raise RuleViolationError("the journal is already closed")
         self.trigger_event(self.Closed, closed_on=closed_on)
+
+
+def _slot(day: date, start_time: str) -> str:
+    # Plain strings keep the per-command copy of a cached journal cheap.
+    return f"{day.isoformat()}T{start_time}"

@@ -122,7 +122,7 @@ def journal_view(journal: Journal) -> dict[str, Any]:
         "kind": journal.kind,
         "group": journal.group,
         "closed_on": journal.closed_on,
-        "session_count": len(journal.sessions),
+        "session_count": journal.session_count,
     }
 
 
