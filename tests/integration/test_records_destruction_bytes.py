@@ -1,7 +1,7 @@
 """No personal data in the records databases' bytes: sealed, then destroyed.
 
-Pupils with rare names are recorded, and the raw files of SQLite (with its
-write-ahead log) or a `pg_dump` of PostgreSQL are searched for those names in
+Pupils with rare names are recorded. Then the raw files of SQLite (with its
+write-ahead log) or a `pg_dump` of PostgreSQL are searched for those names, in
 every form the stores write them: UTF-8, JSON escapes and the normalised sort
 key. The event store alone must never show them; once the pupils' personal
 data are destroyed and the projector has purged the read models, nothing may.
