@@ -63,10 +63,14 @@ class Settings:
         base = base.expanduser().absolute()
         return cls(
             data_dir=base,
-            records_database_url=env.get("RECORDS_DATABASE_URL")
-            or f"sqlite:///{base / 'records.sqlite'}",
-            archive_database_url=env.get("ARCHIVE_DATABASE_URL")
-            or f"sqlite:///{base / 'archive.sqlite'}",
+            records_database_url=_database_url(
+                env.get("RECORDS_DATABASE_URL") or f"sqlite:///{base / 'records.sqlite'}",
+                _secret(env, "RECORDS_DATABASE_PASSWORD"),
+            ),
+            archive_database_url=_database_url(
+                env.get("ARCHIVE_DATABASE_URL") or f"sqlite:///{base / 'archive.sqlite'}",
+                _secret(env, "ARCHIVE_DATABASE_PASSWORD"),
+            ),
             tokens_file=Path(
                 env.get("PUPIL_RECORDS_TOKENS_FILE") or base / "tokens.json"
             ),
@@ -74,7 +78,7 @@ class Settings:
             records_url=(env.get("ARCHIVE_RECORDS_URL") or DEFAULT_RECORDS_URL).rstrip(
                 "/"
             ),
-            archive_feed_token=env.get("ARCHIVE_FEED_TOKEN") or None,
+            archive_feed_token=_secret(env, "ARCHIVE_FEED_TOKEN"),
             max_body_bytes=_positive_int(
                 env, "PUPIL_RECORDS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES
             ),
@@ -124,6 +128,41 @@ class Settings:
         if self.production:
             env["PUPIL_RECORDS_ENV"] = "production"
         return env
+
+
+def _secret(env: Mapping[str, str], key: str) -> str | None:
+    """Return `key` from the environment, or the first line of the file `KEY_FILE`."""
+    value = env.get(key)
+    if value:
+        return value
+    path = env.get(f"{key}_FILE")
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(
+            f"{key}_FILE={path!r} cannot be read: {error.strerror}"
+        ) from None
+    line = text.split("\n", 1)[0].removesuffix("\r")
+    if not line:
+        raise ConfigurationError(f"{key}_FILE={path!r} is empty")
+    return line
+
+
+def _database_url(url: str, password: str | None) -> str:
+    """Return `url` with `password` set, when a password secret was given."""
+    if password is None:
+        return url
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.password:
+        raise ConfigurationError(
+            f"the database URL for {parsed.database!r} already has a password; "
+            "give it either in the URL or in the password file, not both"
+        )
+    return parsed.set(password=password).render_as_string(hide_password=False)
 
 
 def _zone(name: str) -> ZoneInfo:
