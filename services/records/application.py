@@ -253,9 +253,9 @@ class RecordsApplication(Application[UUID]):
         self._forget_cached_aggregates()
 
     def _forget_cached_aggregates(self) -> None:
-        # Cached journals contain decrypted attendance lines of a destroyed
-        # pupil. The cache is replaced, because the library's LRUCache.clear()
-        # leaves its index in place; threads still using the old one finish.
+        # Cached aggregates may contain a destroyed pupil's decrypted data.
+        # The cache is replaced, because the library's LRUCache.clear() leaves
+        # its index in place; threads still using the old cache finish with it.
         cache = self.repository.cache
         if isinstance(cache, LRUCache):
             self.repository.cache = LRUCache(maxsize=cache.maxsize)
