@@ -202,8 +202,14 @@ class RecordsApplication(Application[UUID]):
         A pupil whose destruction event is stored but whose key still exists
         (the process stopped in between) has the key destroyed now.
         """
-        if self.key_ring.is_destroyed(pupil_id):
+        self._learn_destructions([pupil_id])
+        return self._load_pupil(pupil_id)
+
+    def _learn_destructions(self, pupil_ids: list[UUID]) -> None:
+        if self.key_ring.destroyed_among(pupil_ids):
             self._forget_cached_aggregates()
+
+    def _load_pupil(self, pupil_id: UUID) -> Pupil:
         pupil = self._load(Pupil, pupil_id, "pupil", None)
         if pupil.is_destroyed:
             self._finish_destruction(pupil.id)
@@ -501,9 +507,10 @@ class RecordsApplication(Application[UUID]):
     def _attending_pupils(self, attendance: list[dict[str, Any]]) -> list[Pupil]:
         pupils = []
         errors: dict[str, list[str]] = {}
+        self._learn_destructions([line["pupil_id"] for line in attendance])
         for index, line in enumerate(attendance):
             try:
-                pupil = self.pupil(line["pupil_id"])
+                pupil = self._load_pupil(line["pupil_id"])
             except NotFoundError:
                 # The id of a journal or programme is no pupil either.
                 errors[f"attendance.{index}.pupil_id"] = ["unknown pupil"]

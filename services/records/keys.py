@@ -277,6 +277,10 @@ class KeyRing(ABC):
         """Return the stored key of a pupil, or None when there is none."""
 
     @abstractmethod
+    def _read_destroyed(self, pupil_ids: set[UUID]) -> set[UUID]:
+        """Return the pupils among `pupil_ids` whose key was destroyed."""
+
+    @abstractmethod
     def _insert(self, pupil_id: UUID, wrapped: bytes) -> bool:
         """Store a new wrapped key; return False when the pupil has a row already."""
 
@@ -330,15 +334,21 @@ class KeyRing(ABC):
 
     def is_destroyed(self, pupil_id: UUID) -> bool:
         """Tell whether the pupil's key was destroyed, reading the store now."""
+        return pupil_id in self.destroyed_among([pupil_id])
+
+    def destroyed_among(self, pupil_ids: Iterable[UUID]) -> set[UUID]:
+        """Return which of the pupils' keys were destroyed, in one store read.
+
+        This process stops using the keys found destroyed; the cached keys of
+        the others stay valid.
+        """
+        wanted = set(pupil_ids)
         with self._lock:
-            if pupil_id in self._destroyed:
-                return True
-            self._cache.pop(pupil_id, None)
-        stored = self._read(pupil_id)
-        if stored is not None and stored.destroyed:
+            known = wanted & self._destroyed
+        destroyed = self._read_destroyed(wanted - known)
+        for pupil_id in destroyed:
             self.forget(pupil_id)
-            return True
-        return False
+        return known | destroyed
 
     def destroy(self, pupil_id: UUID, connection: Connection | None = None) -> bool:
         """Destroy the pupil's data key; return False when it was destroyed before.
@@ -408,6 +418,14 @@ class MemoryKeyRing(KeyRing):
     def _read(self, pupil_id: UUID) -> StoredKey | None:
         with self._rows_lock:
             return self._rows.get(pupil_id)
+
+    def _read_destroyed(self, pupil_ids: set[UUID]) -> set[UUID]:
+        with self._rows_lock:
+            return {
+                pupil_id
+                for pupil_id in pupil_ids
+                if pupil_id in self._rows and self._rows[pupil_id].destroyed
+            }
 
     def _insert(self, pupil_id: UUID, wrapped: bytes) -> bool:
         with self._rows_lock:
@@ -490,6 +508,18 @@ class SqlKeyRing(KeyRing):
         return StoredKey(
             wrapped=row.wrapped_key, destroyed=row.destroyed_at is not None
         )
+
+    def _read_destroyed(self, pupil_ids: set[UUID]) -> set[UUID]:
+        if not pupil_ids:
+            return set()
+        with self.reader.connect() as connection:
+            rows = connection.execute(
+                select(pupil_data_keys.c.pupil_id).where(
+                    pupil_data_keys.c.pupil_id.in_([str(i) for i in pupil_ids]),
+                    pupil_data_keys.c.destroyed_at.is_not(None),
+                )
+            ).scalars()
+            return {UUID(pupil_id) for pupil_id in rows}
 
     def _insert(self, pupil_id: UUID, wrapped: bytes) -> bool:
         try:

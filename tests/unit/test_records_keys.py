@@ -183,6 +183,18 @@ def test_destroyed_key_gone_for_good(ring_factory):
         ring.ensure_key(pupil_id)
 
 
+def test_destroyed_among_reads_once(ring_factory):
+    ring = ring_factory(MasterKey.generate())
+    kept, destroyed, unknown = uuid4(), uuid4(), uuid4()
+    for pupil_id in (kept, destroyed):
+        ring.ensure_key(pupil_id)
+    ring.destroy(destroyed)
+
+    assert ring.destroyed_among([kept, destroyed, unknown]) == {destroyed}
+    assert ring.destroyed_among([]) == set()
+    assert ring.key_for(kept) is not None
+
+
 def test_destroying_unknown_pupil_blocks_new_key(ring_factory):
     ring = ring_factory(MasterKey.generate())
     pupil_id = uuid4()
