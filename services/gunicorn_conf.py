@@ -7,6 +7,8 @@ Use it as
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 from shared.config import ConfigurationError
 
@@ -60,3 +62,26 @@ preload_app = False
 control_socket_disable = True
 
 proc_name = os.environ.get("PUPIL_RECORDS_PROC_NAME") or None
+
+# prometheus-client's multiprocess mode: each worker writes its request
+# metrics to files in this folder, and `/metrics` adds them up.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def on_starting(server: object) -> None:
+    """Empty the metrics folder, whose files belong to earlier runs, at startup."""
+    folder = os.environ.get(METRICS_DIR_VARIABLE, "").strip()
+    if not folder:
+        return
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """Remove the live-gauge files of an exited worker, as multiprocess mode needs."""
+    if os.environ.get(METRICS_DIR_VARIABLE, "").strip():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

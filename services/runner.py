@@ -33,6 +33,7 @@ RUN_LOCK_FILE_NAME = "run.lock"
 SERVICES_LOCK_FILE_NAME = "services.lock"
 LOCAL_TOKENS_FILE_NAME = "local-tokens.json"
 LOGS_DIR_NAME = "logs"
+METRICS_DIR_NAME = "metrics"
 
 STARTUP_TIMEOUT_SECONDS = 90.0
 # gunicorn gives its workers this long after SIGTERM. The supervisor waits a
@@ -89,6 +90,11 @@ def services_lock_path(settings: Settings) -> Path:
 def local_tokens_path(settings: Settings) -> Path:
     """Return the file with one plain token per role for local use (mode 0600)."""
     return settings.data_dir / LOCAL_TOKENS_FILE_NAME
+
+
+def metrics_dir(settings: Settings, service: str) -> Path:
+    """Return the folder where the gunicorn workers of `service` keep metrics."""
+    return settings.data_dir / METRICS_DIR_NAME / service
 
 
 def logs_dir(settings: Settings) -> Path:
@@ -220,12 +226,14 @@ def process_specs(
             "records-web",
             gunicorn_command("services.records.web:create_app()"),
             PUPIL_RECORDS_BIND=f"{HOST}:{records_port}",
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir(settings, "records-web")),
         ),
         spec("records-projector", cli_command("records", "project")),
         spec(
             "archive-web",
             gunicorn_command("services.archive.web:create_app()"),
             PUPIL_RECORDS_BIND=f"{HOST}:{archive_port}",
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir(settings, "archive-web")),
         ),
         spec("archive-follower", cli_command("archive", "follow")),
     ]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from eventsourcing.persistence import PersistenceError
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import (
@@ -219,7 +220,7 @@ class FollowerCollector(Collector):
         families = self._families()
         try:
             states = self._states()
-        except SQLAlchemyError as error:
+        except (SQLAlchemyError, PersistenceError, OSError) as error:
             logger.warning("follower metrics unavailable: %s", error)
             states = []
         except Exception:

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import html
 import logging
+import os
 import re
 import time
 import uuid
@@ -41,7 +42,9 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
+from prometheus_client.registry import Collector
 
 from shared.access import AccessDocsPlugin, AccessTable
 from shared.auth import (
@@ -76,6 +79,10 @@ from shared.security import add_security_headers, check_production, docs_policy
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+METRICS_KEY = "pupil_records.metrics"
+METRICS_COLLECTORS_KEY = "pupil_records.metrics_collectors"
+# prometheus-client's multiprocess mode stores metric values in this folder.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 OPENAPI_VERSION = "3.0.3"
 READINESS_RETRY_AFTER = 5
 POLL_FIRST_SECONDS = 0.02
@@ -223,6 +230,28 @@ def _declares_query(view: Any) -> bool:
     )
 
 
+def add_metrics_collector(app: Flask, collector: Collector) -> None:
+    """Export the metrics of `collector` at `/metrics` beside the request metrics.
+
+    Use it for values every worker reads alike, such as rows in the database.
+    """
+    app.extensions[METRICS_COLLECTORS_KEY].append(collector)
+    app.extensions[METRICS_KEY].register(collector)
+
+
+def _scrape_registry(app: Flask) -> CollectorRegistry:
+    registry: CollectorRegistry = app.extensions[METRICS_KEY]
+    if not os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        return registry
+    # Each gunicorn worker writes its request metrics to files in this
+    # folder, and a scrape adds up the files of every worker.
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)
+    for collector in app.extensions[METRICS_COLLECTORS_KEY]:
+        merged.register(collector)
+    return merged
+
+
 def _install_request_hooks(app: Flask, settings: Settings) -> None:
     registry = CollectorRegistry(auto_describe=True)
     requests_total = Counter(
@@ -237,7 +266,8 @@ def _install_request_hooks(app: Flask, settings: Settings) -> None:
         ["method", "route"],
         registry=registry,
     )
-    app.extensions["pupil_records.metrics"] = registry
+    app.extensions[METRICS_KEY] = registry
+    app.extensions[METRICS_COLLECTORS_KEY] = []
 
     @app.before_request
     def _start_request() -> None:
@@ -279,9 +309,10 @@ def _register_service_routes(
 
     @app.get("/metrics")
     def metrics() -> Response:
-        # NOTE: each gunicorn worker counts its own requests, so a scrape
-        # returns the counts of whichever worker handled it.
-        registry = current_app.extensions["pupil_records.metrics"]
+        # NOTE: without PROMETHEUS_MULTIPROC_DIR each gunicorn worker counts
+        # its own requests, so a scrape returns the counts of whichever
+        # worker answered it. `pupil-records run` sets the variable.
+        registry = _scrape_registry(current_app)
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     @app.get(f"{API_PREFIX}/docs")

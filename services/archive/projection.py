@@ -145,7 +145,7 @@ def _event_time(app: ArchiveApplication, position: int) -> datetime | None:
     found = app.recorder.select_notifications(start=position, limit=1)
     if not found or found[0].id != position:
         return None
-    timestamp = app.mapper.to_domain_event(found[0]).timestamp
+    timestamp = getattr(app.mapper.to_domain_event(found[0]), "timestamp", None)
     return timestamp if isinstance(timestamp, datetime) else None
 
 

@@ -170,7 +170,6 @@ class RecordsProjector:
         )
         if not notifications:
             return 0
-        event: DomainEvent | None = None
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
             self._apply(connection, event, notification.id)
@@ -183,13 +182,13 @@ class RecordsProjector:
             raise PositionMovedError(
                 f"position {start} of {PROJECTOR_NAME} moved during the batch"
             )
-        if self.heartbeat_name is not None and event is not None:
+        if self.heartbeat_name is not None:
             write_heartbeat(
                 connection,
                 self.heartbeat_name,
                 position=notifications[-1].id,
                 head=self.app.head_position(),
-                last_event_at=event.timestamp,
+                last_event_at=getattr(event, "timestamp", None),
             )
         return len(notifications)
 

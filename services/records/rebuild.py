@@ -209,7 +209,9 @@ class PostgresTarget:
 
     def __init__(self, url: str) -> None:
         self.live = create_sql_engine(url)
-        self.shadow = self.live.execution_options(schema_translate_map={None: SHADOW})
+        self.shadow: Engine = self.live.execution_options(
+            schema_translate_map={None: SHADOW}
+        )
 
     @contextmanager
     def prepared(self) -> Iterator[None]:
@@ -285,7 +287,9 @@ class SqliteTarget:
         # live projector; the new tables are written without it.
         self.live = self._attaching(create_sql_engine(url, writer=True))
         base = self._attaching(create_sql_engine(url))
-        self.shadow = base.execution_options(schema_translate_map={None: SHADOW})
+        self.shadow: Engine = base.execution_options(
+            schema_translate_map={None: SHADOW}
+        )
         self._shadow_base = base
 
     def _attaching(self, engine: Engine) -> Engine:

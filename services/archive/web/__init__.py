@@ -18,8 +18,9 @@ from services.archive.web.views import blp
 from shared.access import AccessTable
 from shared.auth import FailedAuthThrottle, TokenStore
 from shared.config import Settings
+from shared.heartbeats import FollowerCollector
 from shared.problems import problem_response, request_id, unavailable
-from shared.web import create_base_app
+from shared.web import add_metrics_collector, create_base_app
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def create_app(
         throttle=throttle,
     )
     app.extensions[EXTENSION_KEY] = runtime
+    add_metrics_collector(app, FollowerCollector(runtime.follower_states))
     api.register_blueprint(blp)
     for error_class in OUTAGE_ERRORS:
         app.register_error_handler(error_class, _handle_outage)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.archive.application import ArchiveApplication
 from services.archive.domain.schedule import RetentionSchedule, load_schedule
+from services.archive.projection import follower_states
 from services.archive.readmodels import (
     Base,
     covered_records_position,
@@ -24,6 +25,7 @@ from services.archive.readmodels import (
     records_head,
 )
 from shared.config import Settings
+from shared.heartbeats import FollowerState, stall_reason
 from shared.storage import create_sql_engine
 
 logger = logging.getLogger(__name__)
@@ -103,10 +105,15 @@ class ArchiveRuntime:
             records_head=records_head(self.engine),
         )
 
+    def follower_states(self) -> list[FollowerState]:
+        """Return the feed follower and the archive projector with their heartbeats."""
+        return follower_states(self.application, self.engine)
+
     def readiness(self) -> str | None:
         """Return why the service is not ready, or None when it is."""
         try:
             status = self.status()
+            follower, projector = self.follower_states()
         except (PersistenceError, SQLAlchemyError, OSError) as error:
             logger.warning("archive database unreachable: %s", error)
             return f"the archive database is unreachable ({type(error).__name__})"
@@ -117,7 +124,12 @@ class ArchiveRuntime:
                 f"the archive follower is {status.lag} events behind the records "
                 f"head (allowed: {self.settings.follower_max_lag})"
             )
-        return None
+        stall_seconds = self.settings.follower_stall_seconds
+        # Only the follower's own heartbeats tell the records head, so a
+        # follower that stopped writing them counts as stalled too.
+        return stall_reason(
+            follower, stall_seconds, require_beats=True
+        ) or stall_reason(projector, stall_seconds)
 
     def close(self) -> None:
         """Release the database connections, if they were opened."""

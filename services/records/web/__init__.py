@@ -19,12 +19,14 @@ from services.records.web import (
 )
 from services.records.web.common import IdConverter, id_parameter_schema
 from services.records.web.errors import install_records_error_handlers
+from services.records.web.metrics import EventsAppendedCollector
 from services.records.web.runtime import RecordsRuntime, get_runtime, install_runtime
 from services.records.web.schemas import register_response_fields
 from shared.access import AccessTable
 from shared.auth import FailedAuthThrottle, TokenStore
 from shared.config import Settings
-from shared.web import create_base_app
+from shared.heartbeats import FollowerCollector
+from shared.web import add_metrics_collector, create_base_app
 
 __all__ = ["create_app", "get_runtime"]
 
@@ -48,6 +50,8 @@ def create_app(
         throttle=throttle,
     )
     install_runtime(app, runtime)
+    add_metrics_collector(app, FollowerCollector(runtime.follower_states))
+    add_metrics_collector(app, EventsAppendedCollector(runtime.events_appended))
     install_records_error_handlers(app)
     register_response_fields(api)
     app.url_map.converters["id"] = IdConverter
