@@ -220,6 +220,24 @@ def _read_key_file(path: Path) -> MasterKey:
 
 def _create_key_file(path: Path) -> MasterKey:
     """Write a new key to `path` unless another process wrote one first."""
+    try:
+        key, created = _link_new_key(path)
+    except OSError as error:
+        raise MasterKeyError(
+            f"cannot create the master key file {path}: {error}; create it, or "
+            "set PUPIL_RECORDS_MASTER_KEY"
+        ) from None
+    if not created:
+        return _read_key_file(path)
+    logger.warning(
+        "created a new master key in %s; back it up: without it no pupil's "
+        "personal data can be read",
+        path,
+    )
+    return key
+
+
+def _link_new_key(path: Path) -> tuple[MasterKey, bool]:
     key = MasterKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file with mode 0600; linking it into place fails if
@@ -233,15 +251,10 @@ def _create_key_file(path: Path) -> MasterKey:
         try:
             os.link(temporary, path)
         except FileExistsError:
-            return _read_key_file(path)
+            return key, False
     finally:
         os.unlink(temporary)
-    logger.warning(
-        "created a new master key in %s; back it up: without it no pupil's "
-        "personal data can be read",
-        path,
-    )
-    return key
+    return key, True
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,17 @@ def test_malformed_key_file_rejected(tmp_path):
         load_master_key(settings_for(tmp_path))
 
 
+def test_unwritable_key_folder_fails_clearly(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    settings = settings_for(
+        tmp_path, PUPIL_RECORDS_MASTER_KEY_FILE=str(blocker / "master.key")
+    )
+
+    with pytest.raises(MasterKeyError, match="cannot create the master key file"):
+        load_master_key(settings)
+
+
 def test_key_hidden_from_repr_and_settings(tmp_path):
     secret = bytes(range(32))
     settings = settings_for(tmp_path, PUPIL_RECORDS_MASTER_KEY=encoded(secret))
