@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
+from services.records.accesslog import record_hash
 from shared.clock import today_in
 from shared.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEZONE
 from tests.e2e.helpers import (
@@ -280,6 +282,47 @@ def oversized_requests(records: RecordsClient) -> None:
     assert chunked.request.headers.get("Transfer-Encoding") == "chunked"
 
 
+def read_concurrently(records: RecordsClient, pupil_id: str, count: int) -> None:
+    """Read a personal file `count` times from 8 threads, across the workers."""
+
+    def read(_number: int) -> int:
+        response = requests.get(
+            f"{records.base_url}/api/v1/pupils/{pupil_id}",
+            headers={"Authorization": f"Bearer {records.tokens['methodist']}"},
+            timeout=30,
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(read, range(count)))
+    assert statuses == [200] * count
+
+
+def access_chain(records: RecordsClient) -> list[dict[str, Any]]:
+    """Return every access record, page by page, in the order of the list."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        page = records.get_json("/api/v1/access-log", role="admin", **params)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def assert_one_chain(items: list[dict[str, Any]]) -> None:
+    previous_hash = None
+    for number, item in enumerate(items, start=1):
+        fields = {key: value for key, value in item.items() if key != "hash"}
+        assert item["sequence"] == number
+        assert item["previous_hash"] == previous_hash
+        assert item["hash"] == record_hash(fields)
+        previous_hash = item["hash"]
+
+
 def wait_for_archive(services: RunningServices, position: int) -> None:
     def caught_up() -> dict[str, Any] | None:
         status = services.archive.get_json("/api/v1/status", role="archivist")
@@ -295,6 +338,11 @@ def test_run_logs_hold_no_personal_data_or_tokens(
     found = Secrets()
     found.add(*services.tokens.values())
     run_scenario(services, found)
+    first_pupil = services.records.get_json(
+        "/api/v1/pupils", role="registrar", limit=1
+    )["items"][0]["id"]
+    read_concurrently(services.records, first_pupil, 40)
+    chain = access_chain(services.records)
     assert services.stop() == 0
 
     texts = log_texts(services)
@@ -307,6 +355,9 @@ def test_run_logs_hold_no_personal_data_or_tokens(
 
     assert leaks == {}
     assert len(found.values) > 20
+    # Reads served by several gunicorn workers at once extend one chain.
+    assert len(chain) > 40
+    assert_one_chain(chain)
     # The access log is on and prints route templates, not paths or queries.
     assert '"GET /api/v1/pupils/<id:pupil_id>" 200' in web_log
     assert '"POST /api/v1/pupils" 201' in web_log
