@@ -75,6 +75,10 @@ class Route:
             raise AccessTableError(
                 f"{self.method} {self.path}: a route is either public or has roles"
             )
+        if self.public and self.personal_data:
+            raise AccessTableError(
+                f"{self.method} {self.path}: personal data are never public"
+            )
         if self.personal_data != (self.pupils is not None):
             raise AccessTableError(
                 f"{self.method} {self.path}: a personal-data read must say where "

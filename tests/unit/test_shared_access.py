@@ -151,6 +151,12 @@ def test_pupil_ids_ignore_other_shapes():
         {"public": True},
         {"personal_data": True},
         {"pupils": "items.id"},
+        {
+            "roles": frozenset(),
+            "public": True,
+            "personal_data": True,
+            "pupils": "items.id",
+        },
     ],
 )
 def test_invalid_entries_are_rejected(changes):
