@@ -62,6 +62,8 @@ access_log = Table(
     Column("actor_token_id", String(64), nullable=False),
     Column("endpoint", Text, nullable=False),
     Column("pupil_ids", Text, nullable=False),
+    # NOTE: the purpose is free text in plain form. A name typed into it stays
+    # here after that pupil's data key is destroyed.
     Column("purpose", Text, nullable=True),
     Column("previous_hash", String(64), nullable=True),
     Column("hash", String(64), nullable=False),
