@@ -267,7 +267,7 @@ def _rebuild_records_online(settings: Settings) -> int:
     # Shared like the services' own hold, so that only an offline rebuild,
     # which takes the lock alone, keeps this one out.
     services_lock = ProcessLock(
-        services_lock_path(settings), owner=command, shared=True
+        services_lock_path(settings), owner=command, shared=True, announce=False
     )
     try:
         with services_lock:

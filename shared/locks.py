@@ -27,10 +27,15 @@ class ProcessLock:
         *,
         owner: str = "",
         shared: bool = False,
+        announce: bool = True,
     ) -> None:
         self.path = Path(path)
         self.owner = owner or "a process"
         self.shared = shared
+        # Whether to write the owner into the file, which other processes'
+        # `LockHeldError` names. A short-lived shared holder skips it, so that
+        # the file goes on naming the long-running holders.
+        self.announce = announce
         self._descriptor: int | None = None
 
     @property
@@ -57,7 +62,8 @@ class ProcessLock:
         except BaseException:
             os.close(descriptor)
             raise
-        _write_holder(descriptor, f"{self.owner} (pid {os.getpid()})")
+        if self.announce:
+            _write_holder(descriptor, f"{self.owner} (pid {os.getpid()})")
         self._descriptor = descriptor
         return self
 

@@ -113,3 +113,19 @@ def test_online_rebuild_of_memory_store_refused(
     assert code == 1
     assert "in-memory" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_online_rebuild_leaves_holder_named(settings: Settings) -> None:
+    store_pupils(settings, 1)
+    data_dir = str(settings.data_dir)
+
+    with runner.services_running(settings):
+        online_code, _, online_err = invoke(
+            "records", "rebuild", "--online", "--data-dir", data_dir
+        )
+        code, _, err = invoke("records", "rebuild", "--data-dir", data_dir)
+
+    assert online_code == 0, online_err
+    assert code == 1
+    assert "pupil-records run" in err
+    assert "--online" not in err
