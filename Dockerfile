@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every process of both services; docker-compose.yml picks the
 # command. It holds no secrets: they arrive at run time as files or variables.
+# The image has no entry point: the command runs as given, and the services
+# read the secret files that `*_FILE` variables name themselves.
 
 FROM python:3.11-slim AS build
 
@@ -30,13 +32,17 @@ ENV PATH=/opt/venv/bin:$PATH \
     PUPIL_RECORDS_DATA_DIR=/var/lib/pupil-records
 
 # A fixed uid and gid, so that volumes and secret files can be prepared for it.
+# Compose bind-mounts each secret file into /run/secrets. runc creates a
+# missing parent folder of a mount point with mode 0755, but the records
+# service refuses to start in production mode when other users can list the
+# master key's folder. So the image brings the folder, open to pupil's group.
 RUN groupadd --system --gid 10001 pupil \
     && useradd --system --uid 10001 --gid pupil --no-create-home \
         --home-dir /var/lib/pupil-records --shell /usr/sbin/nologin pupil \
-    && install -d -o pupil -g pupil -m 0750 /var/lib/pupil-records
+    && install -d -o pupil -g pupil -m 0750 /var/lib/pupil-records \
+    && install -d -o root -g pupil -m 0750 /run/secrets
 
 COPY --from=build /opt/venv /opt/venv
-COPY --chmod=0755 docker/entrypoint.py /usr/local/bin/pupil-records-entrypoint
 COPY --chmod=0755 docker/healthcheck.py /usr/local/bin/pupil-records-healthcheck
 
 USER pupil:pupil
@@ -45,5 +51,4 @@ USER pupil:pupil
 WORKDIR /var/lib/pupil-records
 EXPOSE 8000
 
-ENTRYPOINT ["pupil-records-entrypoint"]
 CMD ["pupil-records", "--help"]

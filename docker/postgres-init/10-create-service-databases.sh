@@ -5,7 +5,8 @@
 # its data volume is still empty. Each service gets its own role and database,
 # and PUBLIC loses the right to connect, so neither service can open the
 # other's database. The passwords come from the same secret files that the
-# services use. Each file contains one line, as docker/entrypoint.py expects.
+# services use. Each file contains one line. The services read only the first
+# line, and this script rejects a file with more.
 set -euo pipefail
 
 secrets_dir="${PUPIL_RECORDS_SECRETS_DIR:-/run/secrets}"

@@ -2,22 +2,24 @@
 
 No Docker engine is needed: the file is parsed, its `${NAME:-default}`
 references are filled with their defaults, and each command is resolved
-against the installed package the way the container would run it.
+against the installed package the way the container would run it. The image
+has no entry point, so the services read the secret files themselves, and a
+folder of test secrets replaces /run/secrets.
 """
 
 from __future__ import annotations
 
 import ast
+import base64
 import importlib
 import importlib.metadata
-import importlib.util
+import os
 import re
 import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,14 +31,17 @@ from gunicorn.app.wsgiapp import WSGIApplication
 from sqlalchemy.engine import make_url
 
 from services import cli as cli_module
+from services.records.keys import load_master_key
 from shared.auth import TokenStore
-from shared.config import Settings
+from shared.config import ConfigurationError, Settings
+from shared.security import production_problems
 from shared.storage import eventsourcing_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-ENTRYPOINT_FILE = ROOT / "docker" / "entrypoint.py"
+DOCKERFILE = ROOT / "Dockerfile"
 INIT_SCRIPT_DIR = ROOT / "docker" / "postgres-init"
+INIT_SECRETS = ROOT / "docker" / "init-secrets.sh"
 
 APP_SERVICES = ("records-web", "records-projector", "archive-web", "archive-follower")
 WEB_SERVICES = ("records-web", "archive-web")
@@ -59,7 +64,10 @@ SECRET_VALUES = {
     "archive_db_password": "arch+pass&word=1",
     "archive_feed_token": "subscriber-token-for-tests",
     "postgres_password": "superuser-password-for-tests",
+    "master_key": base64.b64encode(bytes(range(32))).decode("ascii"),
 }
+# Mode of the master key file, which only its owner, the service, may read.
+MASTER_KEY_MODE = 0o400
 
 
 # ------------------------------------------------------------------- helpers
@@ -89,15 +97,6 @@ def raw_compose() -> dict[str, Any]:
 def compose(raw_compose: dict[str, Any]) -> dict[str, Any]:
     """The compose file with every `${...}` reference set to its default."""
     return interpolate(raw_compose)
-
-
-def load_entrypoint() -> ModuleType:
-    """Import docker/entrypoint.py, which is a script and not a package module."""
-    spec = importlib.util.spec_from_file_location("compose_entrypoint", ENTRYPOINT_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def service_environment(service: Mapping[str, Any]) -> dict[str, str]:
@@ -131,25 +130,74 @@ def secret_files_in(environment: Mapping[str, str]) -> dict[str, str]:
 def container_environment(
     service: Mapping[str, Any], secrets_dir: Path
 ) -> dict[str, str]:
-    """Return a service's environment after the image's entry point has run.
-
-    The secret files of the test stand in for /run/secrets.
-    """
+    """Return a service's environment with `secrets_dir` in place of /run/secrets."""
     environment = service_environment(service)
     for name, path in secret_files_in(environment).items():
         secret = path.removeprefix(SECRETS_MOUNT)
         environment[name] = str(secrets_dir / secret)
-    return load_entrypoint().resolve_environment(environment)
+    return environment
+
+
+def start_service(name: str, environment: Mapping[str, str]) -> Settings:
+    """Read a service's settings and secrets as its process does at start."""
+    settings = Settings.from_env(environment)
+    if name in RECORDS_SERVICES:
+        load_master_key(settings)
+    return settings
+
+
+def image_secrets_mode() -> int:
+    """Return the mode that the Dockerfile gives /run/secrets in the image."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    found = re.search(r"install -d\b[^\n]*? -m (0[0-7]{3}) /run/secrets\b", text)
+    assert found is not None, "the Dockerfile does not create /run/secrets"
+    return int(found[1], 8)
 
 
 @pytest.fixture
 def secrets_dir(tmp_path: Path) -> Path:
-    """A folder with one test value per secret, one line each."""
+    """A folder like /run/secrets in a container, with one test value per secret.
+
+    Each file contains one line. The master key belongs to the user who runs the
+    tests, as it belongs to the service's user in the container.
+    """
     folder = tmp_path / "secrets"
     folder.mkdir()
     for name, value in SECRET_VALUES.items():
         (folder / name).write_text(value + "\n", encoding="utf-8")
+    (folder / "master_key").chmod(MASTER_KEY_MODE)
+    folder.chmod(image_secrets_mode())
     return folder
+
+
+def run_init_secrets(folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run docker/init-secrets.sh, giving the master key to the test's user.
+
+    That needs no root; test_deployment_scripts.py covers the default owner.
+    """
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PUPIL_RECORDS_KEY_OWNER": f"{os.getuid()}:{os.getgid()}",
+    }
+    return subprocess.run(
+        ["sh", str(INIT_SECRETS), str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def prepare_data_dir(environment: dict[str, str], folder: Path) -> None:
+    """Move the data dir into `folder`, private as in the image, with a token.
+
+    The first token is issued before the services start.
+    """
+    folder.mkdir(mode=0o750)
+    environment["PUPIL_RECORDS_DATA_DIR"] = str(folder)
+    environment["PUPIL_RECORDS_TOKENS_FILE"] = str(folder / "tokens.json")
+    TokenStore(folder / "tokens.json").issue("subscriber", "Archive follower")
 
 
 def read_variable_names() -> set[str]:
@@ -339,13 +387,7 @@ def test_web_command_loads_the_app_factory(
     command = service["command"]
     assert command[0] == "gunicorn"
     environment = container_environment(service, secrets_dir)
-    # The data dir moves to the test folder. As in the image, it is private,
-    # and the first token was issued before the services start.
-    data_dir = tmp_path / "data"
-    data_dir.mkdir(mode=0o750)
-    environment["PUPIL_RECORDS_DATA_DIR"] = str(data_dir)
-    environment["PUPIL_RECORDS_TOKENS_FILE"] = str(data_dir / "tokens.json")
-    TokenStore(data_dir / "tokens.json").issue("subscriber", "Archive follower")
+    prepare_data_dir(environment, tmp_path / "data")
 
     server = load_gunicorn(command, environment, monkeypatch)
     module_name, _, factory = server.app_uri.partition(":")
@@ -420,9 +462,27 @@ def test_code_reads_the_known_variables() -> None:
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_every_variable_is_read_by_code(name: str, compose: dict[str, Any]) -> None:
-    known = read_variable_names() | set(load_entrypoint().SECRET_FILE_VARIABLES)
-    unknown = set(service_environment(compose["services"][name])) - known
+    environment = service_environment(compose["services"][name])
+    # The next test shows that the secret file variables are read.
+    secret_files = set(secret_files_in(environment))
+    unknown = set(environment) - read_variable_names() - secret_files
     assert unknown == set(), f"{name} sets variables that nothing reads"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_secret_file_variables_are_read(
+    name: str, compose: dict[str, Any], secrets_dir: Path
+) -> None:
+    service = compose["services"][name]
+    variables = secret_files_in(service_environment(service))
+    assert variables, f"{name} reads no secret file"
+    for variable in variables:
+        environment = container_environment(service, secrets_dir)
+        missing = secrets_dir / f"missing-{variable.lower()}"
+        environment[variable] = str(missing)
+        with pytest.raises(ConfigurationError) as error:
+            start_service(name, environment)
+        assert str(missing) in str(error.value), variable
 
 
 def test_postgres_variables_are_the_images(compose: dict[str, Any]) -> None:
@@ -435,7 +495,28 @@ def test_service_runs_in_production_mode(
     name: str, compose: dict[str, Any], secrets_dir: Path
 ) -> None:
     environment = container_environment(compose["services"][name], secrets_dir)
-    assert Settings.from_env(environment).production is True
+    assert start_service(name, environment).production is True
+
+
+@pytest.mark.parametrize("name", RECORDS_SERVICES)
+def test_records_services_load_the_master_key(
+    name: str, compose: dict[str, Any], secrets_dir: Path
+) -> None:
+    environment = container_environment(compose["services"][name], secrets_dir)
+    key = load_master_key(Settings.from_env(environment))
+    assert key.to_base64() == SECRET_VALUES["master_key"]
+
+
+@pytest.mark.parametrize("name", RECORDS_SERVICES)
+def test_records_services_need_the_master_key(
+    name: str, compose: dict[str, Any], secrets_dir: Path
+) -> None:
+    key_file = secrets_dir / "master_key"
+    key_file.unlink()
+    environment = container_environment(compose["services"][name], secrets_dir)
+    with pytest.raises(ConfigurationError, match="no master key in production mode"):
+        start_service(name, environment)
+    assert not key_file.exists(), "production mode generated a master key"
 
 
 @pytest.mark.parametrize("name", RECORDS_SERVICES)
@@ -474,6 +555,15 @@ def test_services_use_separate_databases(compose: dict[str, Any]) -> None:
     records_url, archive_url = make_url(records.pop()), make_url(archive.pop())
     assert records_url.database != archive_url.database
     assert records_url.username != archive_url.username
+
+
+def test_master_key_only_in_records_services(compose: dict[str, Any]) -> None:
+    holders = {
+        name
+        for name, service in compose["services"].items()
+        if "master_key" in service_secrets(service)
+    }
+    assert holders == set(RECORDS_SERVICES)
 
 
 def test_follower_has_feed_url_and_token(
@@ -591,8 +681,7 @@ def test_init_secrets_creates_every_secret(
     compose: dict[str, Any], tmp_path: Path
 ) -> None:
     folder = tmp_path / "secrets"
-    script = ROOT / "docker" / "init-secrets.sh"
-    subprocess.run(["sh", str(script), str(folder)], check=True, capture_output=True)
+    run_init_secrets(folder)
 
     assert {path.name for path in folder.iterdir()} == set(compose["secrets"])
     assert folder.stat().st_mode & 0o777 == 0o700
@@ -600,6 +689,9 @@ def test_init_secrets_creates_every_secret(
         content = (folder / name).read_text(encoding="utf-8")
         if name.endswith("_password"):
             assert re.fullmatch(r"[A-Za-z0-9]{40}\n", content), name
+        elif name == "master_key":
+            assert re.fullmatch(r"[A-Za-z0-9+/]{43}=\n", content), name
+            assert (folder / name).stat().st_mode & 0o777 == MASTER_KEY_MODE
         else:
             assert content == "", f"{name} is filled by token issue"
 
@@ -608,12 +700,26 @@ def test_init_secrets_keeps_existing_files(tmp_path: Path) -> None:
     folder = tmp_path / "secrets"
     folder.mkdir()
     (folder / "records_db_password").write_text("chosen\n", encoding="utf-8")
-    script = ROOT / "docker" / "init-secrets.sh"
-    for _ in range(2):
-        subprocess.run(
-            ["sh", str(script), str(folder)], check=True, capture_output=True
-        )
+    run_init_secrets(folder)
+    key = (folder / "master_key").read_text(encoding="utf-8")
+    run_init_secrets(folder)
     assert (folder / "records_db_password").read_text(encoding="utf-8") == "chosen\n"
+    assert (folder / "master_key").read_text(encoding="utf-8") == key
+
+
+def test_generated_secrets_pass_production_checks(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    folder = tmp_path / "secrets"
+    run_init_secrets(folder)
+    # The files are mounted one by one into the image's /run/secrets.
+    folder.chmod(image_secrets_mode())
+    service = compose["services"]["records-web"]
+    environment = container_environment(service, folder)
+    prepare_data_dir(environment, tmp_path / "data")
+
+    settings = start_service("records-web", environment)
+    assert production_problems(settings, "records") == []
 
 
 def test_postgres_gets_the_init_script_secrets(compose: dict[str, Any]) -> None:

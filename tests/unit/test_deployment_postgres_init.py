@@ -7,8 +7,8 @@ superuser, and the services connect over TCP with SCRAM passwords.
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +16,6 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -26,6 +25,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from services.records.application import RecordsApplication
+from services.records.keys import load_master_key
+from shared.config import Settings
 from shared.storage import create_sql_engine
 from tests import pg_server
 
@@ -33,14 +34,16 @@ pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 INIT_SCRIPT = ROOT / "docker" / "postgres-init" / "10-create-service-databases.sh"
-ENTRYPOINT_FILE = ROOT / "docker" / "entrypoint.py"
 SUPERUSER = "postgres"
+# A `${NAME:-default}` reference of the compose file.
+INTERPOLATION = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-(?P<default>[^}]*)\}")
 
 # The records password ends with CRLF in its file, as an editor on Windows
 # would save it, and contains characters that SQL and URLs must quote.
 SECRET_FILES = {
     "records_db_password": "it's a \\ pass:word@1\r\n",
     "archive_db_password": "archive-password-2\n",
+    "master_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
 }
 PASSWORDS = {
     "records_db_password": "it's a \\ pass:word@1",
@@ -145,38 +148,34 @@ def superuser_query(cluster: Cluster, sql: str) -> list[tuple[Any, ...]]:
         return connection.execute(sql).fetchall()
 
 
+def compose_settings(secrets_dir: Path, service: str) -> Settings:
+    """Return a compose service's settings, read from the test's secret files.
+
+    Each `${NAME:-default}` reference gets its default.
+    """
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    environment = {
+        name: INTERPOLATION.sub(r"\g<default>", str(value))
+        for name, value in compose["services"][service]["environment"].items()
+    }
+    for name, value in list(environment.items()):
+        if name.endswith("_FILE") and value.startswith("/run/secrets/"):
+            environment[name] = str(secrets_dir / value.rsplit("/", 1)[1])
+    return Settings.from_env(environment)
+
+
 def compose_urls(secrets_dir: Path, cluster: Cluster) -> dict[str, str]:
-    """Return the database URL of each service, as its entry point builds it.
+    """Return the database URL of each service, as its settings build it.
 
     The host and port of the `postgres` service become the test server's.
     """
-    spec = importlib.util.spec_from_file_location("initdb_entrypoint", ENTRYPOINT_FILE)
-    assert spec is not None and spec.loader is not None
-    entrypoint = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(entrypoint)
-
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
     urls = {}
-    for service, variable in (
-        ("records-web", "RECORDS_DATABASE_URL"),
-        ("archive-web", "ARCHIVE_DATABASE_URL"),
-    ):
-        environment = {
-            name: str(value)
-            for name, value in compose["services"][service]["environment"].items()
-        }
-        for name, value in list(environment.items()):
-            if name.endswith("_FILE") and value.startswith("/run/secrets/"):
-                environment[name] = str(secrets_dir / value.rsplit("/", 1)[1])
-        resolved = _resolve(entrypoint, environment)[variable]
-        local = make_url(resolved).set(host="127.0.0.1", port=cluster.port)
+    records = compose_settings(secrets_dir, "records-web").records_database_url
+    archive = compose_settings(secrets_dir, "archive-web").archive_database_url
+    for service, url in (("records-web", records), ("archive-web", archive)):
+        local = make_url(url).set(host="127.0.0.1", port=cluster.port)
         urls[service] = local.render_as_string(hide_password=False)
     return urls
-
-
-def _resolve(entrypoint: ModuleType, environment: dict[str, str]) -> dict[str, str]:
-    resolved: dict[str, str] = entrypoint.resolve_environment(environment)
-    return resolved
 
 
 @pytest.fixture(scope="module")
@@ -252,8 +251,11 @@ def test_service_roles_are_not_superusers(cluster: Cluster) -> None:
     assert rows == [("archive", False, False, False), ("records", False, False, False)]
 
 
-def test_records_application_creates_its_tables(urls: dict[str, str]) -> None:
-    application = RecordsApplication(urls["records-web"])
+def test_records_application_creates_its_tables(
+    urls: dict[str, str], secrets_dir: Path
+) -> None:
+    master_key = load_master_key(compose_settings(secrets_dir, "records-web"))
+    application = RecordsApplication(urls["records-web"], master_key=master_key)
     application.close()
     query = text("SELECT tableowner FROM pg_tables WHERE tablename = 'records_events'")
     engine = create_sql_engine(urls["records-web"])

@@ -1,11 +1,12 @@
-"""The image's scripts: the secret-resolving entry point and the health check."""
+"""Scripts under docker/: the secret generator and the health check."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
-import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,15 +14,17 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from shared.storage import eventsourcing_env
+from services.records.keys import load_master_key
+from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT_FILE = ROOT / "docker" / "entrypoint.py"
+INIT_SECRETS = ROOT / "docker" / "init-secrets.sh"
 HEALTHCHECK_FILE = ROOT / "docker" / "healthcheck.py"
-RECORDS_URL = "postgresql://records@postgres:5432/records"
-ARCHIVE_URL = "postgresql://archive@postgres:5432/archive"
+# The uid and gid of the image's user, which must own the master key file.
+SERVICE_OWNER = "10001:10001"
+# The user that root drops to, to run the generator without root.
+UNPRIVILEGED_ID = 65534
 
 
 def load_script(path: Path) -> ModuleType:
@@ -34,180 +37,27 @@ def load_script(path: Path) -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def entrypoint() -> ModuleType:
-    return load_script(ENTRYPOINT_FILE)
-
-
-@pytest.fixture(scope="module")
 def healthcheck() -> ModuleType:
     return load_script(HEALTHCHECK_FILE)
 
 
-def write_secret(folder: Path, name: str, content: str) -> str:
-    """Write a secret file byte for byte and return its path."""
-    path = folder / name
-    path.write_bytes(content.encode("utf-8"))
-    return str(path)
+# ----------------------------------------------------------- secret files
 
 
-# ------------------------------------------------------------- entry point
-
-
-def test_token_file_sets_the_token(entrypoint: ModuleType, tmp_path: Path) -> None:
-    path = write_secret(tmp_path, "token", "abc-123\n")
-    env = entrypoint.resolve_environment({"ARCHIVE_FEED_TOKEN_FILE": path})
-    assert env["ARCHIVE_FEED_TOKEN"] == "abc-123"
-    assert "ARCHIVE_FEED_TOKEN_FILE" not in env
-
-
-def test_unset_file_variables_change_nothing(entrypoint: ModuleType) -> None:
-    environ = {"RECORDS_DATABASE_URL": RECORDS_URL, "PATH": "/usr/bin"}
-    assert entrypoint.resolve_environment(environ) == environ
-
-
-def test_empty_file_variable_is_ignored(entrypoint: ModuleType) -> None:
-    env = entrypoint.resolve_environment({"ARCHIVE_FEED_TOKEN_FILE": ""})
-    assert env == {}
-
-
-def test_token_and_its_file_conflict(entrypoint: ModuleType, tmp_path: Path) -> None:
-    path = write_secret(tmp_path, "token", "abc\n")
-    environ = {"ARCHIVE_FEED_TOKEN": "other", "ARCHIVE_FEED_TOKEN_FILE": path}
-    with pytest.raises(entrypoint.SecretFileError, match="set only one"):
-        entrypoint.resolve_environment(environ)
-
-
-@pytest.mark.parametrize(
-    "password",
-    ["plain", "p@ss:w/rd", "50% off?#&=", "quote'\"back\\slash", "пароль пробел"],
-)
-def test_password_round_trips_through_url(
-    entrypoint: ModuleType, tmp_path: Path, password: str
-) -> None:
-    path = write_secret(tmp_path, "password", password + "\n")
-    env = entrypoint.resolve_environment(
-        {"RECORDS_DATABASE_URL": RECORDS_URL, "RECORDS_DATABASE_PASSWORD_FILE": path}
-    )
-    url = env["RECORDS_DATABASE_URL"]
-    assert make_url(url).password == password
-    store = eventsourcing_env(url)
-    assert store["POSTGRES_PASSWORD"] == password
-    assert store["POSTGRES_USER"] == "records"
-    assert store["POSTGRES_HOST"] == "postgres"
-    assert store["POSTGRES_DBNAME"] == "records"
-    assert "RECORDS_DATABASE_PASSWORD_FILE" not in env
-
-
-def test_each_url_gets_its_own_password(entrypoint: ModuleType, tmp_path: Path) -> None:
-    environ = {
-        "RECORDS_DATABASE_URL": RECORDS_URL,
-        "RECORDS_DATABASE_PASSWORD_FILE": write_secret(tmp_path, "r", "one\n"),
-        "ARCHIVE_DATABASE_URL": ARCHIVE_URL,
-        "ARCHIVE_DATABASE_PASSWORD_FILE": write_secret(tmp_path, "a", "two\n"),
-    }
-    env = entrypoint.resolve_environment(environ)
-    assert make_url(env["RECORDS_DATABASE_URL"]).password == "one"
-    assert make_url(env["ARCHIVE_DATABASE_URL"]).password == "two"
-
-
-def test_query_of_url_is_kept(entrypoint: ModuleType, tmp_path: Path) -> None:
-    environ = {
-        "RECORDS_DATABASE_URL": RECORDS_URL + "?schema=records",
-        "RECORDS_DATABASE_PASSWORD_FILE": write_secret(tmp_path, "p", "pw\n"),
-    }
-    url = entrypoint.resolve_environment(environ)["RECORDS_DATABASE_URL"]
-    assert eventsourcing_env(url)["POSTGRES_SCHEMA"] == "records"
-
-
-def test_password_needs_the_url(entrypoint: ModuleType, tmp_path: Path) -> None:
-    environ = {"ARCHIVE_DATABASE_PASSWORD_FILE": write_secret(tmp_path, "p", "pw\n")}
-    with pytest.raises(entrypoint.SecretFileError, match="ARCHIVE_DATABASE_URL"):
-        entrypoint.resolve_environment(environ)
-
-
-def test_url_with_password_is_rejected(entrypoint: ModuleType, tmp_path: Path) -> None:
-    environ = {
-        "RECORDS_DATABASE_URL": "postgresql://records:old@postgres/records",
-        "RECORDS_DATABASE_PASSWORD_FILE": write_secret(tmp_path, "p", "new\n"),
-    }
-    with pytest.raises(entrypoint.SecretFileError, match="already contains") as error:
-        entrypoint.resolve_environment(environ)
-    assert "old" not in str(error.value)
-    assert "new" not in str(error.value)
-
-
-def test_url_without_user_is_rejected(entrypoint: ModuleType, tmp_path: Path) -> None:
-    environ = {
-        "RECORDS_DATABASE_URL": "postgresql://postgres:5432/records",
-        "RECORDS_DATABASE_PASSWORD_FILE": write_secret(tmp_path, "p", "pw\n"),
-    }
-    with pytest.raises(entrypoint.SecretFileError, match="names no user"):
-        entrypoint.resolve_environment(environ)
-
-
-def test_invalid_url_is_rejected(entrypoint: ModuleType, tmp_path: Path) -> None:
-    environ = {
-        "RECORDS_DATABASE_URL": "not a url",
-        "RECORDS_DATABASE_PASSWORD_FILE": write_secret(tmp_path, "p", "pw\n"),
-    }
-    with pytest.raises(entrypoint.SecretFileError, match="not a valid database URL"):
-        entrypoint.resolve_environment(environ)
-
-
-@pytest.mark.parametrize(
-    ("content", "value"),
-    [
-        ("secret", "secret"),
-        ("secret\n", "secret"),
-        ("secret\r\n", "secret"),
-        ("secret\n\n", "secret"),
-        ("secret\r", "secret"),
-        ("  spaced  \n", "  spaced  "),
-    ],
-)
-def test_secret_line_endings_are_ignored(
-    entrypoint: ModuleType, tmp_path: Path, content: str, value: str
-) -> None:
-    path = write_secret(tmp_path, "secret", content)
-    assert entrypoint.read_secret(path, "X_FILE") == value
-
-
-@pytest.mark.parametrize(
-    ("content", "problem"),
-    [
-        ("", "is empty"),
-        ("\n", "is empty"),
-        ("\r\n", "is empty"),
-        ("first\nsecond\n", "single line"),
-        ("first\rsecond", "single line"),
-    ],
-)
-def test_bad_secret_file_is_rejected(
-    entrypoint: ModuleType, tmp_path: Path, content: str, problem: str
-) -> None:
-    path = write_secret(tmp_path, "secret", content)
-    with pytest.raises(entrypoint.SecretFileError, match=problem) as error:
-        entrypoint.read_secret(path, "X_FILE")
-    assert "second" not in str(error.value)
-
-
-def test_missing_secret_file_is_named(entrypoint: ModuleType, tmp_path: Path) -> None:
-    path = str(tmp_path / "absent")
-    with pytest.raises(entrypoint.SecretFileError) as error:
-        entrypoint.read_secret(path, "ARCHIVE_FEED_TOKEN_FILE")
-    message = str(error.value)
-    assert "ARCHIVE_FEED_TOKEN_FILE" in message
-    assert path in message
-    assert "cannot read" in message
-
-
-def run_entrypoint(
-    arguments: list[str], env: dict[str, str]
+def run_init_secrets(
+    folder: Path, key_owner: str | None = None, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    """Run docker/entrypoint.py as the container would, with this interpreter."""
+    """Run docker/init-secrets.sh on `folder`, with `prefix` before the command.
+
+    `key_owner` (UID:GID) is the master key's owner. Unset, it is the default
+    of the script, the image's user.
+    """
+    env = {"PATH": os.environ.get("PATH", "")}
+    if key_owner is not None:
+        env["PUPIL_RECORDS_KEY_OWNER"] = key_owner
     return subprocess.run(
-        [sys.executable, str(ENTRYPOINT_FILE), *arguments],
-        env={"PATH": os.environ.get("PATH", ""), **env},
+        [*prefix, "sh", str(INIT_SECRETS), str(folder)],
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -215,50 +65,156 @@ def run_entrypoint(
     )
 
 
-def test_entrypoint_execs_with_resolved_env(tmp_path: Path) -> None:
-    path = write_secret(tmp_path, "token", "from-the-file\n")
-    show = (
-        "import os; print(os.environ['ARCHIVE_FEED_TOKEN']); "
-        "print('ARCHIVE_FEED_TOKEN_FILE' in os.environ)"
-    )
-    result = run_entrypoint(
-        [sys.executable, "-c", show], {"ARCHIVE_FEED_TOKEN_FILE": path}
-    )
+def own_id() -> str:
+    """Return the UID:GID of the user who runs the tests."""
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def file_owner(path: Path) -> str:
+    info = path.stat()
+    return f"{info.st_uid}:{info.st_gid}"
+
+
+def production_key_settings(key_file: Path) -> Settings:
+    """Return production settings that read the master key from `key_file`."""
+    environ = {
+        "PUPIL_RECORDS_ENV": "production",
+        "PUPIL_RECORDS_MASTER_KEY_FILE": str(key_file),
+    }
+    return Settings.from_env(environ, data_dir=key_file.parent / "data")
+
+
+@pytest.fixture
+def unprivileged_folder() -> Iterator[tuple[Path, tuple[str, ...], str]]:
+    """A secrets folder, the command prefix that runs without root, and its user.
+
+    Root drops to an unprivileged uid with setpriv; any other user runs as is.
+    """
+    if os.geteuid() != 0:
+        if own_id() == SERVICE_OWNER:
+            pytest.skip("the tests run as the image's user, who owns the key")
+        root = Path(tempfile.mkdtemp(prefix="pr-secrets-"))
+        yield root / "secrets", (), own_id()
+    else:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running the generator without root needs setpriv")
+        root = Path(tempfile.mkdtemp(prefix="pr-secrets-"))
+        os.chown(root, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
+        prefix = (
+            "setpriv",
+            f"--reuid={UNPRIVILEGED_ID}",
+            f"--regid={UNPRIVILEGED_ID}",
+            "--clear-groups",
+        )
+        yield root / "secrets", prefix, f"{UNPRIVILEGED_ID}:{UNPRIVILEGED_ID}"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_master_key_is_a_valid_key(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    result = run_init_secrets(folder, key_owner=own_id())
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["from-the-file", "False"]
+
+    key_file = folder / "master_key"
+    content = key_file.read_text(encoding="ascii")
+    assert content.endswith("\n")
+    assert content.count("\n") == 1
+    key = load_master_key(production_key_settings(key_file))
+    assert key.to_base64() == content.strip()
 
 
-def test_entrypoint_passes_exit_code(tmp_path: Path) -> None:
-    result = run_entrypoint([sys.executable, "-c", "raise SystemExit(7)"], {})
-    assert result.returncode == 7
+def test_master_key_file_is_private(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    run_init_secrets(folder, key_owner=own_id())
+    key_file = folder / "master_key"
+    assert key_file.stat().st_mode & 0o777 == 0o400
+    assert file_owner(key_file) == own_id()
+    assert [path.name for path in folder.iterdir() if path.name.startswith(".")] == []
 
 
-def test_entrypoint_reports_bad_secret(tmp_path: Path) -> None:
-    result = run_entrypoint(
-        ["true"], {"ARCHIVE_FEED_TOKEN_FILE": str(tmp_path / "absent")}
-    )
+def test_each_folder_gets_a_new_key(tmp_path: Path) -> None:
+    keys = set()
+    for name in ("first", "second"):
+        run_init_secrets(tmp_path / name, key_owner=own_id())
+        keys.add((tmp_path / name / "master_key").read_text(encoding="ascii"))
+    assert len(keys) == 2
+
+
+def test_existing_master_key_is_never_replaced(tmp_path: Path) -> None:
+    # A key restored from a backup stays byte for byte, even a malformed one:
+    # the records service reports that one at start.
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    key_file = folder / "master_key"
+    key_file.write_bytes(b"restored key\r\n")
+    key_file.chmod(0o400)
+
+    result = run_init_secrets(folder, key_owner=own_id())
+
+    assert result.returncode == 0, result.stderr
+    assert f"kept {key_file}" in result.stdout
+    assert key_file.read_bytes() == b"restored key\r\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_root_gives_the_key_to_the_service(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    result = run_init_secrets(folder)
+    key_file = folder / "master_key"
+
+    assert result.returncode == 0, result.stderr
+    assert file_owner(key_file) == SERVICE_OWNER
+    assert key_file.stat().st_mode & 0o777 == 0o400
+    assert file_owner(folder / "records_db_password") == own_id()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_root_fixes_a_restored_key(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    key_file = folder / "master_key"
+    key_file.write_text("restored\n", encoding="ascii")
+    key_file.chmod(0o644)
+
+    result = run_init_secrets(folder)
+
+    assert result.returncode == 0, result.stderr
+    assert file_owner(key_file) == SERVICE_OWNER
+    assert key_file.stat().st_mode & 0o777 == 0o400
+    assert key_file.read_text(encoding="ascii") == "restored\n"
+
+
+def test_without_root_the_script_prints_chown(
+    unprivileged_folder: tuple[Path, tuple[str, ...], str],
+) -> None:
+    folder, prefix, user = unprivileged_folder
+    result = run_init_secrets(folder, prefix=prefix)
+    key_file = folder / "master_key"
+
     assert result.returncode == 1
-    assert "ARCHIVE_FEED_TOKEN_FILE" in result.stderr
-    assert result.stderr.startswith("pupil-records-entrypoint: error:")
+    assert f"sudo chown {SERVICE_OWNER} '{key_file}'" in result.stderr
+    assert f"belongs to {user}" in result.stderr
+    # Everything else was created, so the command is the only step left.
+    names = {path.name for path in folder.iterdir()}
+    assert "records_db_password" in names
+    assert "archive_feed_token" in names
+    assert file_owner(key_file) == user
 
 
-def test_entrypoint_needs_a_command() -> None:
-    result = run_entrypoint([], {})
+@pytest.mark.parametrize("owner", ["pupil", "10001", "10001:", ":10001", "1:2:3"])
+def test_invalid_key_owner_is_rejected(tmp_path: Path, owner: str) -> None:
+    folder = tmp_path / "secrets"
+    result = run_init_secrets(folder, key_owner=owner)
     assert result.returncode == 2
-    assert "no command" in result.stderr
+    assert "PUPIL_RECORDS_KEY_OWNER" in result.stderr
+    assert not folder.exists()
 
 
-def test_entrypoint_reports_unknown_command() -> None:
-    result = run_entrypoint(["no-such-command-for-tests"], {})
-    assert result.returncode == 127
-    assert "no-such-command-for-tests" in result.stderr
-
-
-@pytest.mark.parametrize("path", [ENTRYPOINT_FILE, HEALTHCHECK_FILE])
+@pytest.mark.parametrize("path", [INIT_SECRETS, HEALTHCHECK_FILE])
 def test_script_is_executable(path: Path) -> None:
     assert os.access(path, os.X_OK)
     first_line = path.read_text(encoding="utf-8").splitlines()[0]
-    assert first_line == "#!/usr/bin/env python3"
+    assert first_line.startswith("#!/")
 
 
 # ------------------------------------------------------------ health check
