@@ -59,9 +59,9 @@ class ChangeSignal:
     def wait(
         self, mark: int, timeout: float, stop: threading.Event | None = None
     ) -> bool:
-        """Wait up to `timeout` s for a change after `mark`; True if one came.
+        """Wait up to `timeout` s for a change after `mark`; return whether one came.
 
-        Returns early, with False, once `stop` is set.
+        Returns False early once `stop` is set.
         """
         deadline = time.monotonic() + timeout
         with self._condition:
@@ -73,7 +73,7 @@ class ChangeSignal:
             return True
 
     def close(self) -> None:
-        """Release what the signal holds; a polling signal holds nothing."""
+        """Release the signal's resources, of which a polling signal has none."""
 
 
 class PostgresListener(ChangeSignal):
@@ -165,8 +165,9 @@ def postgres_connect_args(database_url: str, purpose: str) -> dict[str, Any]:
     """Return psycopg connection arguments for `database_url`.
 
     `purpose` names the connection in `pg_stat_activity.application_name`.
-    TCP keepalives make a silently dropped connection fail within a minute,
-    so that the listener reconnects instead of waiting forever.
+    TCP keepalives (a probe after 30 s of silence, then 3 more 10 s apart)
+    make a silently dropped connection fail within about a minute, so that
+    the listener reconnects instead of waiting forever.
     """
     env = eventsourcing_env(database_url)
     return {

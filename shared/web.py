@@ -311,7 +311,7 @@ def _register_service_routes(
     def metrics() -> Response:
         # NOTE: without PROMETHEUS_MULTIPROC_DIR each gunicorn worker counts
         # its own requests, so a scrape returns the counts of whichever
-        # worker answered it. `pupil-records run` sets the variable.
+        # worker served it. `pupil-records run` sets the variable.
         registry = _scrape_registry(current_app)
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 

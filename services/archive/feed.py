@@ -21,7 +21,7 @@ class FeedEvent:
     type: str
     position: int
     data: Mapping[str, Any]
-    # When the records service recorded the event (`time`), if the feed says.
+    # When the records service recorded the event (`time`), or None without one.
     recorded_at: datetime | None = None
 
     def read_uuid(self, name: str) -> UUID:

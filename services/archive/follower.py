@@ -185,6 +185,7 @@ class Follower:
             self.projector.catch_up()
         else:
             self.projection.nudge()
+
         store_records_head(self.projector.engine, page.head_position, utc_now())
         self._behind = page.head_position > page.last_position
         self._position = max(position, page.last_position)

@@ -3,7 +3,7 @@
 The follower process runs two followers. The feed follower applies records
 pages to the archive log; the archive projector follows that log into the
 retention entries in a thread of its own, so that a slow or failing
-projection never holds the feed up. The projector wakes on a notification of
+projection never delays the feed. The projector wakes on a notification of
 the archive log's channel on PostgreSQL, on a nudge from the feed follower
 after each page, and otherwise polls. Both write heartbeat rows in the
 archive database.

@@ -49,7 +49,7 @@ from shared.storage import create_sql_engine, is_memory, is_postgres
 logger = logging.getLogger(__name__)
 
 # The PostgreSQL schema, or the name of the attached SQLite database, that
-# holds the new tables until the switch.
+# contains the new tables until the switch.
 SHADOW = "rm_rebuild"
 # The PostgreSQL schema that takes the old tables during the switch.
 RETIRED = "rm_retired"
@@ -58,11 +58,11 @@ BATCH_SIZE = 500
 # the live projector is blocked only for a short final replay.
 SWITCH_MARGIN = 500
 # PostgreSQL: how long the switch waits for a table lock before it rolls back
-# and tries again; short, so that it never holds readers up for long.
+# and tries again. Readers queue behind the waiting switch, so it is short.
 SWITCH_LOCK_TIMEOUT_MS = 500
 SWITCH_ATTEMPTS = 20
 LOCK_FILE_NAME = "records-rebuild.lock"
-ADVISORY_LOCK_KEY = 0x7072_7265_6275  # any constant that this lock alone uses
+ADVISORY_LOCK_KEY = 0x7072_7265_6275  # an arbitrary key that only this lock uses
 
 
 class RebuildError(RuntimeError):
@@ -189,7 +189,7 @@ def _live_tables() -> list[Table]:
 
 
 class ShadowTarget(Protocol):
-    """Where the new tables are built, and how they replace the live ones."""
+    """The place of the new tables and the way they replace the live ones."""
 
     live: Engine
     shadow: Engine
@@ -219,11 +219,11 @@ class PostgresTarget:
             with self.live.connect() as guard:
                 # A session lock, so that rebuilds from other hosts are kept
                 # out too; it ends with the connection.
-                taken = guard.exec_driver_sql(
+                acquired = guard.exec_driver_sql(
                     f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY})"
                 ).scalar()
                 guard.commit()
-                if not taken:
+                if not acquired:
                     raise RebuildError(
                         "another online rebuild of the records read models is "
                         "running on this database"

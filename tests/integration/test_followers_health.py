@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
+import psycopg
 import pytest
 from flask import Flask
 
@@ -123,6 +124,32 @@ def test_records_metrics_report_projector(web):
     age = metric(text, "pupil_records_follower_last_event_age_seconds", **follower)
     assert 0 <= age < 600
     assert metric(text, "pupil_records_events_appended_total") == head + 2
+
+
+def test_events_appended_counts_new_events(web):
+    web.register_pupil()
+    first = web.client.get("/metrics").get_data(as_text=True)
+    web.register_pupil(surname="Сидоров")
+
+    second = web.client.get("/metrics").get_data(as_text=True)
+
+    before = metric(first, "pupil_records_events_appended_total")
+    assert metric(second, "pupil_records_events_appended_total") == before + 2
+    assert before + 2 == web.head()
+
+
+def test_events_appended_skips_position_gaps(web, backend, database_url):
+    if backend != "postgres":
+        pytest.skip("only PostgreSQL positions have gaps")
+    web.register_pupil()
+    # A failed insert uses up positions in the same way.
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("SELECT nextval('records_events_notification_id_seq')")
+    web.register_pupil(surname="Сидоров")
+
+    text = web.client.get("/metrics").get_data(as_text=True)
+
+    assert metric(text, "pupil_records_events_appended_total") == web.head() - 1
 
 
 def test_records_metrics_count_requests(web):

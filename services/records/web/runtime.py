@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from eventsourcing.persistence import PersistenceError
 from flask import Flask, current_app
-from sqlalchemy import Engine, func, select, table
+from sqlalchemy import Engine, column, func, select, table
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.records.application import RecordsApplication
@@ -64,6 +64,11 @@ class RecordsRuntime:
         self._signal: ChangeSignal | None = None
         self._build_lock = threading.Lock()
         self._projection_lock = threading.Lock()
+        # Events counted so far and the position the count covers, so that
+        # each scrape counts only the events stored since the last one.
+        self._count_lock = threading.Lock()
+        self._event_count = 0
+        self._counted_up_to = 0
 
     @property
     def started(self) -> bool:
@@ -140,19 +145,17 @@ class RecordsRuntime:
         if is_memory(self.settings.records_database_url):
             # The in-memory store numbers its events without gaps.
             return components.application.head_position()
-        # eventsourcing's table: one per application on PostgreSQL, a fixed
-        # name on SQLite. Positions may have gaps, so the rows are counted.
-        name = (
-            "records_events"
-            if is_postgres(self.settings.records_database_url)
-            else "stored_events"
-        )
-        with components.engine.connect() as connection:
-            return int(
-                connection.execute(
-                    select(func.count()).select_from(table(name))
-                ).scalar_one()
-            )
+        with self._count_lock:
+            head = components.application.head_position()
+            if head > self._counted_up_to:
+                self._event_count += _count_events(
+                    components.engine,
+                    self.settings.records_database_url,
+                    after=self._counted_up_to,
+                    up_to=head,
+                )
+                self._counted_up_to = head
+            return self._event_count
 
     def readiness(self) -> str | None:
         """Return why the service is not ready, or None when it is."""
@@ -182,6 +185,28 @@ class RecordsRuntime:
         if components is not None:
             components.engine.dispose()
             components.application.close()
+
+
+def _count_events(engine: Engine, url: str, *, after: int, up_to: int) -> int:
+    """Count the stored events with positions in (`after`, `up_to`].
+
+    Positions may have gaps, so the rows are counted. eventsourcing commits
+    events in position order, so no event at or below `up_to` commits later.
+    """
+    if is_postgres(url):
+        events = table("records_events", column("notification_id"))
+        position = events.c.notification_id
+    else:
+        # SQLite's fixed table name; the position is the row id.
+        events = table("stored_events", column("rowid"))
+        position = events.c.rowid
+    query = (
+        select(func.count())
+        .select_from(events)
+        .where(position > after, position <= up_to)
+    )
+    with engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
 
 
 def _build(settings: Settings, master_key: MasterKey) -> Components:
