@@ -15,8 +15,10 @@ run: $(BIN)/pupil-records
 	$(BIN)/pupil-records run --demo
 
 test: $(BIN)/pupil-records
-	@command -v initdb >/dev/null 2>&1 || command -v pg_config >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  { echo "make test needs the PostgreSQL server binaries (initdb, pg_ctl); see README.md" >&2; exit 1; }
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "make test needs the PostgreSQL server binaries (initdb, pg_ctl), version 13 or newer:" \
+	    "install them with 'apt-get install postgresql' (Debian, Ubuntu) or" \
+	    "'brew install postgresql@15' (macOS); the tests start their own server" >&2; exit 1; }
 	$(BIN)/pytest
 
 lint: $(BIN)/pupil-records

@@ -1,11 +1,18 @@
 """Fixtures shared by the whole suite: the acting principal and databases.
 
 `database_url` runs a test once per backend named in the environment variable
-`PUPIL_RECORDS_TEST_BACKENDS`, comma-separated, default `memory,sqlite`. Add
-`postgres` to run them on a throwaway PostgreSQL server as well. A backend is
-a function of the pytest request and a database name that returns the URL of
-a fresh, empty database, so adding one is one function and one entry in
-`BACKENDS`.
+`PUPIL_RECORDS_TEST_BACKENDS`, comma-separated, default `memory,sqlite,postgres`.
+The `postgres` backend uses one throwaway PostgreSQL server per test session,
+started from the local binaries on 127.0.0.1 (`tests/pg_server.py`), with a
+fresh database per test. A backend is a function of the pytest request and a
+database name that returns the URL of a fresh, empty database, so adding one
+is one function and one entry in `BACKENDS`.
+
+A test marked `one_backend` checks something the engine does not change, such
+as input validation, so it runs on the first backend of the list only.
+
+When a selected test needs PostgreSQL and its server binaries are missing, the
+run stops before the first test with what to install, instead of skipping.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, str], str]] = {
     "postgres": _postgres_url,
 }
 BACKEND_MARKS = {"postgres": pytest.mark.postgres}
-DEFAULT_BACKENDS = "memory,sqlite"
+DEFAULT_BACKENDS = "memory,sqlite,postgres"
 
 
 def chosen_backends() -> list[str]:
@@ -62,6 +69,61 @@ def chosen_backends() -> list[str]:
             f"choose from {sorted(BACKENDS)}"
         )
     return names
+
+
+def shared_backends() -> list[str]:
+    """Return the chosen backends that several processes or applications can share.
+
+    The in-memory store lives inside one application object, so it is left out.
+    """
+    return [name for name in chosen_backends() if name != "memory"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the `one_backend` marker."""
+    config.addinivalue_line(
+        "markers",
+        "one_backend: engine-independent test, run on the first chosen backend only",
+    )
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Deselect the runs of `one_backend` tests on every backend but the first."""
+    kept, dropped = [], []
+    for item in items:
+        if item.get_closest_marker("one_backend") and not _on_first_backend(item):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _on_first_backend(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    if "backend" in params:
+        return bool(params["backend"] == chosen_backends()[0])
+    if "e2e_backend" in params:
+        return bool(params["e2e_backend"] == shared_backends()[0])
+    return True
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop the run when a selected test needs PostgreSQL and it is not installed."""
+    if not any(item.get_closest_marker("postgres") for item in session.items):
+        return
+    try:
+        pg_server.find_binaries()
+    except pg_server.PostgresUnavailableError as error:
+        pytest.exit(
+            f"{error}. To run only the tests that need no PostgreSQL, "
+            "add -m 'not postgres'",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ def test_create_returns_programme_and_position(web):
     assert body["position"] == web.head()
 
 
+@pytest.mark.one_backend
 def test_create_is_admin_only(web):
     for role in ("registrar", "methodist", "specialist", "subscriber", "inspector"):
         response = web.post(PROGRAMMES, programme_body(), role)
@@ -46,6 +47,7 @@ def test_create_is_admin_only(web):
     assert web.head() == 0
 
 
+@pytest.mark.one_backend
 def test_create_without_token_is_401(web):
     response = web.post(PROGRAMMES, programme_body(), None)
 
@@ -62,6 +64,7 @@ def test_duplicate_code_is_409(web):
     assert web.head() == head
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     ("changes", "path"),
     [
@@ -136,12 +139,14 @@ def test_get_programme_by_id(web):
     assert body == created
 
 
+@pytest.mark.one_backend
 def test_get_unknown_programme_is_404(web):
     for programme_id in (UNKNOWN_ID, "not-an-id"):
         response = web.get(f"{PROGRAMMES}/{programme_id}", "registrar")
         expect_problem(response, 404)
 
 
+@pytest.mark.one_backend
 def test_get_programme_refuses_subscriber(web):
     created = web.create_programme()
 
@@ -165,6 +170,7 @@ def test_list_pages_by_code(web):
     assert second["next_cursor"] is None
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "query",
     [
