@@ -1,4 +1,10 @@
-"""Fixtures that start the real processes and stop them, whatever the outcome."""
+"""Fixtures that start the real processes and stop them, whatever the outcome.
+
+Each fixture runs its tests once per database engine of
+`PUPIL_RECORDS_TEST_BACKENDS` that separate processes can share: on the data
+dir's SQLite files, and with `RECORDS_DATABASE_URL` and `ARCHIVE_DATABASE_URL`
+pointing at two fresh databases of the session's PostgreSQL server.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,47 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import ProcessStack, RunningServices, process_stack, start_run
+from tests.conftest import BACKEND_MARKS, shared_backends
+from tests.e2e.helpers import (
+    ProcessStack,
+    RunningServices,
+    database_env,
+    process_stack,
+    start_run,
+)
+
+
+def _engine_params() -> list[object]:
+    return [
+        pytest.param(name, marks=BACKEND_MARKS.get(name, ()))
+        for name in shared_backends()
+    ]
+
+
+@pytest.fixture(scope="module", params=_engine_params())
+def e2e_backend(request: pytest.FixtureRequest) -> str:
+    """The database engine the services of this module's tests run on."""
+    return str(request.param)
+
+
+def fresh_database_env(request: pytest.FixtureRequest, backend: str) -> dict[str, str]:
+    """Return the database URLs of fresh stores for the services on `backend`."""
+    server = (
+        request.getfixturevalue("postgres_server") if backend == "postgres" else None
+    )
+    return database_env(backend, server)
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServices]:
+def services(
+    tmp_path_factory: pytest.TempPathFactory,
+    e2e_backend: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[RunningServices]:
     """One `pupil-records run` shared by the tests of a module."""
-    folder = tmp_path_factory.mktemp("run")
-    running = start_run(folder / "data", folder / "run.out")
+    folder = tmp_path_factory.mktemp(f"run-{e2e_backend}")
+    databases = fresh_database_env(request, e2e_backend)
+    running = start_run(folder / "data", folder / "run.out", database_env=databases)
     try:
         yield running
     finally:
@@ -24,13 +63,22 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServic
 
 
 @pytest.fixture
-def start_services(tmp_path: Path) -> Iterator[Callable[..., RunningServices]]:
-    """Start `pupil-records run` on demand; every run is killed at teardown."""
+def start_services(
+    tmp_path: Path, e2e_backend: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., RunningServices]]:
+    """Start `pupil-records run` on demand; every run is killed at teardown.
+
+    Runs on one data dir share its databases, so a restart finds its data.
+    """
     started: list[RunningServices] = []
+    databases: dict[Path, dict[str, str]] = {}
 
     def start(*args: str, data_dir: Path | None = None) -> RunningServices:
+        folder = data_dir or tmp_path / "data"
+        if folder not in databases:
+            databases[folder] = fresh_database_env(request, e2e_backend)
         output = tmp_path / f"run-{len(started)}.out"
-        running = start_run(data_dir or tmp_path / "data", output, *args)
+        running = start_run(folder, output, *args, database_env=databases[folder])
         started.append(running)
         return running
 
@@ -42,7 +90,10 @@ def start_services(tmp_path: Path) -> Iterator[Callable[..., RunningServices]]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[ProcessStack]:
+def stack(
+    tmp_path: Path, e2e_backend: str, request: pytest.FixtureRequest
+) -> Iterator[ProcessStack]:
     """The four processes started one by one, for tests that kill one of them."""
-    with process_stack(tmp_path / "data", tmp_path / "stack.out") as started:
+    databases = fresh_database_env(request, e2e_backend)
+    with process_stack(tmp_path / "data", tmp_path / "stack.out", databases) as started:
         yield started

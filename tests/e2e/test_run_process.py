@@ -27,6 +27,7 @@ from tests.e2e.helpers import (
 pytestmark = [pytest.mark.e2e, requires_services]
 
 
+@pytest.mark.one_backend
 def test_run_prints_urls(services: RunningServices) -> None:
     output = services.output()
 
@@ -45,6 +46,7 @@ def test_both_services_healthy(services: RunningServices, path: str) -> None:
     assert archive.status_code == 200, archive.text
 
 
+@pytest.mark.one_backend
 def test_children_prefix_their_output(services: RunningServices) -> None:
     for name in ("records-web", "records-projector", "archive-web", "archive-follower"):
         prefix = re.compile(rf"^{name} +\| ", re.MULTILINE)
@@ -53,6 +55,7 @@ def test_children_prefix_their_output(services: RunningServices) -> None:
         assert (services.data_dir / "logs" / f"{name}.log").stat().st_size > 0
 
 
+@pytest.mark.one_backend
 def test_supervisor_logs_to_file(services: RunningServices) -> None:
     text = (services.data_dir / "logs" / "run.log").read_text(encoding="utf-8")
 
@@ -62,6 +65,7 @@ def test_supervisor_logs_to_file(services: RunningServices) -> None:
         assert token not in text
 
 
+@pytest.mark.one_backend
 def test_local_tokens_private_and_valid(services: RunningServices) -> None:
     path = services.data_dir / runner.LOCAL_TOKENS_FILE_NAME
     store = TokenStore(services.data_dir / "tokens.json")
@@ -74,12 +78,14 @@ def test_local_tokens_private_and_valid(services: RunningServices) -> None:
         assert principal.role == role
 
 
+@pytest.mark.one_backend
 def test_local_admin_token_accepted(services: RunningServices) -> None:
     response = services.records.get("/api/v1/programmes", role="admin")
 
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.one_backend
 def test_missing_token_rejected(services: RunningServices) -> None:
     response = services.records.get("/api/v1/programmes")
 
@@ -87,6 +93,7 @@ def test_missing_token_rejected(services: RunningServices) -> None:
     assert response.headers["Content-Type"].startswith("application/problem+json")
 
 
+@pytest.mark.one_backend
 def test_issued_token_accepted_at_once(services: RunningServices) -> None:
     issued = run_cli(
         "token",
@@ -109,6 +116,7 @@ def test_issued_token_accepted_at_once(services: RunningServices) -> None:
     assert archive.status_code == 403, archive.text
 
 
+@pytest.mark.one_backend
 def test_issued_archivist_token_on_archive(services: RunningServices) -> None:
     issued = run_cli(
         "token",
@@ -127,6 +135,7 @@ def test_issued_archivist_token_on_archive(services: RunningServices) -> None:
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.one_backend
 def test_revoked_token_rejected_at_once(services: RunningServices) -> None:
     issued = run_cli(
         "token",
@@ -148,6 +157,7 @@ def test_revoked_token_rejected_at_once(services: RunningServices) -> None:
     assert response.status_code == 401
 
 
+@pytest.mark.one_backend
 def test_token_issue_wrong_role(services: RunningServices) -> None:
     before = len(TokenStore(services.data_dir / "tokens.json").list())
 
@@ -168,6 +178,7 @@ def test_token_issue_wrong_role(services: RunningServices) -> None:
     assert len(TokenStore(services.data_dir / "tokens.json").list()) == before
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("service", ["records", "archive"])
 def test_rebuild_refused_while_running(services: RunningServices, service: str) -> None:
     result = run_cli(service, "rebuild", data_dir=services.data_dir)
@@ -178,6 +189,7 @@ def test_rebuild_refused_while_running(services: RunningServices, service: str) 
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.one_backend
 def test_second_run_refused(services: RunningServices) -> None:
     started = time.monotonic()
     result = run_cli(
@@ -198,6 +210,7 @@ def test_second_run_refused(services: RunningServices) -> None:
     assert health.status_code == 200
 
 
+@pytest.mark.one_backend
 def test_busy_port_refused(services: RunningServices, tmp_path: Path) -> None:
     port = services.records_url.rsplit(":", 1)[1]
 
@@ -257,6 +270,7 @@ def test_signal_stops_every_child(
     assert "stopped" in running.output()
 
 
+@pytest.mark.one_backend
 def test_restart_reuses_local_tokens(
     start_services: Callable[..., RunningServices], tmp_path: Path
 ) -> None:
