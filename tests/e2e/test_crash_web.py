@@ -32,13 +32,15 @@ from tests.e2e.helpers import (
     order,
     requires_services,
     wait_for_records,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.e2e, requires_services]
 
 SEED = int(os.environ.get("PUPIL_RECORDS_CRASH_SEED", "20250531"))
 WRITERS = 4
-PUPILS_PER_WRITER = 15
+# Each writer stops once every kill is done, or after MAX_PUPILS_PER_WRITER.
+MAX_PUPILS_PER_WRITER = 200
 WORKER_KILLS = 4
 CONFLICT_THREADS = 20
 CONFLICT_ROUNDS = 4
@@ -66,16 +68,21 @@ def send(records: RecordsClient, step: str, path: str, body: Any, role: str) -> 
 class PupilWriter:
     """Registers, enrols and attests pupils with names of its own."""
 
-    def __init__(self, records: RecordsClient, programme_id: str) -> None:
+    def __init__(
+        self, records: RecordsClient, programme_id: str, stop: threading.Event
+    ) -> None:
         # Each thread has its own HTTP session: sessions are not thread-safe.
         self.records = RecordsClient(records.base_url, records.tokens)
         self.programme_id = programme_id
+        self.stop = stop
         self.surnames: list[str] = []
         self.outcomes: list[tuple[Outcome, str]] = []
 
     def run(self) -> None:
-        """Write PUPILS_PER_WRITER pupils, going on after lost connections."""
-        for _ in range(PUPILS_PER_WRITER):
+        """Write pupils until `stop` is set, going on after lost connections."""
+        for _ in range(MAX_PUPILS_PER_WRITER):
+            if self.stop.is_set():
+                break
             self.write_pupil()
         self.records.close()
 
@@ -126,16 +133,17 @@ def gunicorn_workers(stack: ProcessStack) -> list[int]:
         return []
 
 
-def kill_web_workers(
-    stack: ProcessStack, rng: random.Random, writers: list[threading.Thread]
-) -> list[int]:
-    """SIGKILL a random records web worker now and then while writers run."""
+def kill_web_workers(stack: ProcessStack, rng: random.Random) -> list[int]:
+    """SIGKILL a random records web worker WORKER_KILLS times, now and then."""
     killed: list[int] = []
-    while any(w.is_alive() for w in writers) and len(killed) < WORKER_KILLS:
+    for _ in range(WORKER_KILLS):
         time.sleep(rng.uniform(0.3, 1.2))
-        workers = [pid for pid in gunicorn_workers(stack) if pid not in killed]
-        if not workers:
-            continue
+        # gunicorn starts a new worker for each one killed, with a new pid.
+        workers = wait_until(
+            lambda: [pid for pid in gunicorn_workers(stack) if pid not in killed],
+            30,
+            "a records web worker",
+        )
         victim = rng.choice(sorted(workers))
         os.kill(victim, signal.SIGKILL)
         killed.append(victim)
@@ -151,14 +159,18 @@ def history_positions(records: RecordsClient, pupil_id: str) -> list[int]:
 def test_killed_worker_loses_no_answered_command(stack: ProcessStack) -> None:
     rng = random.Random(SEED)
     programme = stack.records.create_programme()
-    writers = [PupilWriter(stack.records, programme["id"]) for _ in range(WRITERS)]
+    stop = threading.Event()
+    writers = [
+        PupilWriter(stack.records, programme["id"], stop) for _ in range(WRITERS)
+    ]
     threads = [threading.Thread(target=w.run, daemon=True) for w in writers]
 
     for thread in threads:
         thread.start()
-    killed = kill_web_workers(stack, rng, threads)
+    killed = kill_web_workers(stack, rng)
+    stop.set()
     for thread in threads:
-        thread.join(timeout=300)
+        thread.join(timeout=120)
     stack.wait_ready()
     outcomes = [pair for writer in writers for pair in writer.outcomes]
     answered = [(o, surname) for o, surname in outcomes if o.succeeded]

@@ -32,20 +32,19 @@ pytestmark = [pytest.mark.e2e, requires_services]
 
 # Set PUPIL_RECORDS_CRASH_SEED to replay another sequence of kills.
 SEED = int(os.environ.get("PUPIL_RECORDS_CRASH_SEED", "20250531"))
-COMMANDS = 300
-MAX_KILLS = 8
+# The writer stops once every kill is done, or after MAX_COMMANDS commands.
+MAX_COMMANDS = 2000
+KILLS = 8
 WORKERS = ("records-projector", "archive-follower")
 CATCH_UP_TIMEOUT_SECONDS = 120.0
 # Statuses are computed on a fixed date, so both dumps agree on them.
 STATUS_DATE = date(2031, 6, 1)
 
 
-def kill_workers_at_random(
-    stack: ProcessStack, rng: random.Random, writer: threading.Thread
-) -> list[str]:
-    """Kill one or both workers at random moments while `writer` runs."""
+def kill_workers_at_random(stack: ProcessStack, rng: random.Random) -> list[str]:
+    """Kill one or both workers KILLS times at random moments, restarting them."""
     kills: list[str] = []
-    while writer.is_alive() and len(kills) < MAX_KILLS:
+    for _ in range(KILLS):
         time.sleep(rng.uniform(0.2, 1.5))
         victims = rng.choice([WORKERS[:1], WORKERS[1:], WORKERS])
         for name in victims:
@@ -70,11 +69,15 @@ def test_killed_workers_match_rebuild(stack: ProcessStack) -> None:
     rng = random.Random(SEED)
     workload = Workload(stack.records, rng)
     workload.prepare()
-    writer = threading.Thread(target=workload.run, args=(COMMANDS,), daemon=True)
+    stop = threading.Event()
+    writer = threading.Thread(
+        target=workload.run, args=(MAX_COMMANDS, stop), daemon=True
+    )
 
     writer.start()
-    kills = kill_workers_at_random(stack, rng, writer)
-    writer.join(timeout=300)
+    kills = kill_workers_at_random(stack, rng)
+    stop.set()
+    writer.join(timeout=60)
     closures = workload.close_journals()
     position = workload.last_position
     wait_for_records(stack.records, position, CATCH_UP_TIMEOUT_SECONDS)
