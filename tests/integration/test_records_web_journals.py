@@ -165,6 +165,7 @@ def test_record_session_returns_session(backend_web):
         ({"start_time": "9:30"}, "start_time"),
         ({"start_time": "09:60"}, "start_time"),
         ({"start_time": "09:30:00"}, "start_time"),
+        ({"start_time": "10:00\n"}, "start_time"),
         ({"duration_minutes": 0}, "duration_minutes"),
         ({"duration_minutes": 601}, "duration_minutes"),
         ({"duration_minutes": 45.5}, "duration_minutes"),

@@ -84,6 +84,10 @@ def test_duplicate_code_is_409(web):
             "criteria.0.max_score",
         ),
         (
+            {"criteria": [{"code": "a", "title": "А", "max_score": 10**30}]},
+            "criteria.0.max_score",
+        ),
+        (
             {"criteria": [{"code": "a", "title": "А", "max_score": "5"}]},
             "criteria.0.max_score",
         ),

@@ -90,7 +90,8 @@ class SessionRequestSchema(ma.Schema):
     start_time = ma.fields.String(
         required=True,
         validate=ma.validate.Regexp(
-            f"^{START_TIME_PATTERN}$", error="Not a valid time; expected HH:MM."
+            # \Z, unlike $, does not let a trailing newline through.
+            rf"\A{START_TIME_PATTERN}\Z", error="Not a valid time; expected HH:MM."
         ),
     )
     duration_minutes = StrictInteger(

@@ -32,6 +32,9 @@ from shared.web import Blueprint
 
 CODE_MAX_LENGTH = 100
 TITLE_MAX_LENGTH = 500
+# Points of one criterion; far above any scale in use, and exact in every JSON
+# client, whose numbers are doubles.
+MAX_SCORE = 1000
 
 blp = Blueprint(
     "programmes",
@@ -61,7 +64,9 @@ class CriterionSchema(ma.Schema):
 
     code = Name(required=True, max_length=CODE_MAX_LENGTH)
     title = Name(required=True, max_length=TITLE_MAX_LENGTH)
-    max_score = StrictInteger(required=True, validate=ma.validate.Range(min=1))
+    max_score = StrictInteger(
+        required=True, validate=ma.validate.Range(min=1, max=MAX_SCORE)
+    )
 
 
 class LevelsSchema(ma.Schema):
