@@ -63,7 +63,12 @@ class PostgresServer:
     def create_database(self, prefix: str = "t") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+            # PostgreSQL 15 copies the template through the WAL by default,
+            # which took 0.2 s per database on two cores; a file copy, 0.03 s.
+            strategy = " STRATEGY = FILE_COPY"
+            if connection.info.server_version < 150000:
+                strategy = ""
+            connection.execute(f'CREATE DATABASE "{name}"{strategy}')
         return self.url(name)
 
     def stop(self, mode: str = "fast") -> None:
