@@ -84,7 +84,7 @@ PROGRAMMES = (
         medium="0.45",
         duration_minutes=30,
         sessions_per_week=3,
-        places=15,
+        places=19,
         topics=(
             "Диагностика готовности к занятиям",
             "Игры на развитие внимания: «Найди отличия»",
@@ -118,7 +118,7 @@ PROGRAMMES = (
         medium="0.5",
         duration_minutes=40,
         sessions_per_week=2,
-        places=15,
+        places=19,
         topics=(
             "Вводное занятие: правила работы в группе",
             "Корректурная проба: учимся быть внимательными",
@@ -151,7 +151,7 @@ PROGRAMMES = (
         medium="0.5",
         duration_minutes=40,
         sessions_per_week=2,
-        places=15,
+        places=19,
         topics=(
             "Знакомство: мое настроение сегодня",
             "Радость и грусть: как их узнать",
@@ -186,7 +186,7 @@ PROGRAMMES = (
         medium="0.4",
         duration_minutes=45,
         sessions_per_week=2,
-        places=15,
+        places=19,
         topics=(
             "Кто я? Самопознание подростка",
             "Мои сильные стороны",
@@ -218,7 +218,7 @@ PROGRAMMES = (
         medium="0.5",
         duration_minutes=40,
         sessions_per_week=1,
-        places=16,
+        places=20,
         topics=(
             "Первичная беседа и установление контакта",
             "Песочная терапия: мой мир",
@@ -249,7 +249,7 @@ PROGRAMMES = (
         medium="0.45",
         duration_minutes=25,
         sessions_per_week=2,
-        places=13,
+        places=17,
         topics=(
             "Обследование звукопроизношения",
             "Артикуляционная гимнастика",
@@ -283,7 +283,7 @@ PROGRAMMES = (
         medium="0.5",
         duration_minutes=40,
         sessions_per_week=2,
-        places=15,
+        places=19,
         topics=(
             "Звуки и буквы: гласные первого и второго ряда",
             "Дифференциация звонких и глухих согласных",
@@ -315,7 +315,7 @@ PROGRAMMES = (
         medium="0.5",
         duration_minutes=30,
         sessions_per_week=3,
-        places=15,
+        places=19,
         topics=(
             "Лексическая тема «Осень»: существительные и прилагательные",
             "Лексическая тема «Овощи и фрукты»",
@@ -348,7 +348,7 @@ PROGRAMMES = (
         medium="0.5",
         duration_minutes=40,
         sessions_per_week=1,
-        places=12,
+        places=16,
         topics=(
             "Обследование чтения и письма",
             "Слоговое чтение с опорой на схему",
@@ -381,7 +381,7 @@ PROGRAMMES = (
         medium="0.45",
         duration_minutes=30,
         sessions_per_week=1,
-        places=25,
+        places=29,
         topics=(
             "Цвет, форма, величина",
             "Счёт в пределах десяти",
@@ -414,7 +414,7 @@ PROGRAMMES = (
         medium="0.4",
         duration_minutes=30,
         sessions_per_week=2,
-        places=14,
+        places=18,
         topics=(
             "Мой дом и моя семья",
             "Домашние и дикие животные",
@@ -447,7 +447,7 @@ PROGRAMMES = (
         medium="0.4",
         duration_minutes=45,
         sessions_per_week=1,
-        places=15,
+        places=19,
         topics=(
             "Права и обязанности несовершеннолетних",
             "Мир профессий: как выбрать свою",
@@ -478,7 +478,7 @@ PROGRAMMES = (
         medium="0.5",
         duration_minutes=40,
         sessions_per_week=1,
-        places=15,
+        places=19,
         topics=(
             "Правила нашей группы",
             "Игры на сплочение",

@@ -367,7 +367,7 @@ def test_plan_sizes_at_full_scale(plan: Plan) -> None:
     assert counts["programme"] >= 10
     assert counts["expulsion"] == 250
     assert 11_000 <= counts["session"] <= 13_000
-    assert 1_250 <= counts["attestation"] <= 1_650
+    assert 1_500 <= counts["attestation"] <= 1_700
     assert counts["transfer"] >= 5
     assert counts["expulsion_cancellation"] >= 2
     assert counts["enrolment_cancellation"] == 1
