@@ -8,6 +8,7 @@ the same port, the services and their workers recover without a restart.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -44,7 +45,7 @@ pytestmark = [
     ),
 ]
 
-SEED = 20250531
+SEED = int(os.environ.get("PUPIL_RECORDS_CRASH_SEED", "20250531"))
 OUTAGE_TIMEOUT_SECONDS = 90.0
 RECOVERY_TIMEOUT_SECONDS = 90.0
 ANSWERS_DURING_OUTAGE = {200, 201, 409, 503}
@@ -176,7 +177,7 @@ def probe_outage(stack: ProcessStack, pupil_id: str) -> dict[str, requests.Respo
         return {name: future.result() for name, future in futures.items()}
 
 
-def wait_for_outage_answers(
+def wait_until_unavailable(
     stack: ProcessStack, pupil_id: str
 ) -> dict[str, requests.Response]:
     """Probe until every kind of request has returned 503 at least once.
@@ -222,7 +223,7 @@ def test_services_recover_after_postgres_restart(
         time.sleep(1.0)
         server.stop("fast")
         try:
-            outage = wait_for_outage_answers(stack, pupil_id)
+            outage = wait_until_unavailable(stack, pupil_id)
         finally:
             server.start()
         wait_until(lambda: both_ready(stack), RECOVERY_TIMEOUT_SECONDS, "readiness")
