@@ -1,12 +1,13 @@
 """Work the benchmark runs in a fresh process of its own, to time it and its memory.
 
 `python -m bench.child rebuild` replays the records log into the read models
-with `services.records.projector.rebuild`; `python -m bench.child decode`
-reads the same log in pages and decodes every event, once with the library's
-plain mapper and once with the records mapper that also opens sealed fields.
+with `services.records.projector.rebuild`. `python -m bench.child decode`
+reads the same log in pages and decodes every event twice: with the library's
+plain mapper, and with the records mapper, which also opens sealed fields.
 Settings come from the environment, as in the services' own processes. The
-result is one JSON object on standard output, with the process's peak
-resident memory.
+result is one JSON object on standard output, with wall and CPU seconds (the
+CPU of this process only, so not the PostgreSQL server's) and the process's
+peak resident memory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pstats
 import resource
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,13 @@ def rebuild() -> dict[str, Any]:
     """Rebuild the read models from the whole log and time it."""
     from services.records.projector import rebuild as rebuild_read_models
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     events = rebuild_read_models(Settings.from_env(), progress=False)
-    return {"events": events, "seconds": time.perf_counter() - started}
+    return {
+        "events": events,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu,
+    }
 
 
 def decode() -> dict[str, Any]:
@@ -50,10 +56,7 @@ def decode() -> dict[str, Any]:
         sealed = read_and_decode(app.recorder, app.mapper)
     finally:
         app.close()
-    return {
-        "library": {"events": library.events, "seconds": library.seconds},
-        "records_mapper": {"events": sealed.events, "seconds": sealed.seconds},
-    }
+    return {"library": asdict(library), "records_mapper": asdict(sealed)}
 
 
 TASKS = {"rebuild": rebuild, "decode": decode}

@@ -42,7 +42,7 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class Options:
-    """What to run and how long; see `--help`."""
+    """The chosen benchmarks, engines, sizes and durations; see `--help`."""
 
     engines: tuple[str, ...]
     benchmarks: tuple[str, ...]
@@ -194,7 +194,12 @@ def run(options: Options, out: IO[str]) -> dict[str, Any]:
         "engines": {},
     }
     _say(f"work folder {work}; results go to {json_path}")
+
+    def save() -> None:
+        report.write_json(json_path, result)
+
     server: PostgresServer | None = None
+    finished = False
     try:
         with open(work / "services.log", "a", encoding="utf-8") as log:
             for engine in options.engines:
@@ -204,19 +209,17 @@ def run(options: Options, out: IO[str]) -> dict[str, Any]:
                 section: dict[str, Any] = {"version": backend.version()}
                 result["engines"][engine] = section
                 print(f"\n== {backend.version()} ==", file=out, flush=True)
-
-                def save() -> None:
-                    report.write_json(json_path, result)
-
                 run_engine(options, backend, section, log, out, save)
         result["finished_at"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        report.write_json(json_path, result)
+        save()
         print(f"\nresults: {json_path}", file=out, flush=True)
+        finished = True
     finally:
         if server is not None:
             server.stop()
-        if options.keep:
-            _say(f"kept {work}")
+        if options.keep or not finished:
+            # After a failure the service logs in the work folder explain it.
+            _say(f"kept {work}; the service output is in {work / 'services.log'}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     return result
@@ -247,6 +250,7 @@ def run_engine(
                 duration=options.duration,
                 seed=options.seed,
                 log=log,
+                database_pid=backend.database_pid(),
             ),
         )
         memory["commands"] = commands.memory_mib

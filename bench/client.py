@@ -25,7 +25,7 @@ STALE_CONNECTION_ERRORS = (
 
 
 class RequestFailedError(RuntimeError):
-    """A request got an unexpected status; the message holds the problem body."""
+    """A request got an unexpected status; the message contains the problem body."""
 
 
 @dataclass(frozen=True)

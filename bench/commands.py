@@ -26,7 +26,7 @@ from bench.people import (
     last_finished_year_start,
     programme_criteria,
 )
-from bench.processes import MemoryWatch, ServiceProcesses
+from bench.processes import MemoryWatch, ServiceProcesses, cpu_seconds
 from bench.raw import raw_application, raw_url, save_note
 from shared.config import Settings
 
@@ -54,6 +54,9 @@ class CommandsResult:
     raw_many_threads: Throughput
     raw_best_per_second: float
     ratio: float | None
+    # CPU milliseconds per HTTP command of the web workers, the client threads
+    # and a throwaway PostgreSQL server. The raw entry is per save instead.
+    cpu_ms_per_command: dict[str, float] = field(default_factory=dict)
     memory_mib: dict[str, float] = field(default_factory=dict)
 
 
@@ -91,34 +94,71 @@ def run_commands(
     duration: float,
     seed: int,
     log: IO[str],
+    database_pid: int | None = None,
 ) -> CommandsResult:
-    """Measure the HTTP command rate and the raw save rate on the same database."""
-    processes = ServiceProcesses(settings, ["records-web"], log)
-    processes.start()
-    watch = MemoryWatch().watch(processes.pids())
-    try:
-        http = _drive(processes, clients, warmup, duration, seed)
-        processes.check_running()
-    finally:
-        memory = watch.stop()
-        processes.stop()
+    """Measure the HTTP command rate and the raw save rate on the same database.
 
+    `database_pid`, the main process of a local database server, adds the
+    server's CPU time per command to the result.
+    """
+    http, cpu, memory = _measure_http(
+        settings, clients, warmup, duration, seed, log, database_pid
+    )
     with raw_application(raw_url(settings)) as app:
+        raw_cpu = time.process_time()
         one = run_threads(1, warmup, duration, lambda _: _raw_worker(app))
+        raw_cpu = time.process_time() - raw_cpu
         many = run_threads(clients, warmup, duration, lambda _: _raw_worker(app))
+    if one.completed:
+        cpu["raw save, 1 thread"] = 1000 * raw_cpu / one.completed
+
     best = max(one.per_second, many.per_second)
-    events = http.per_second * sum(n for _, n in CYCLE) / len(CYCLE)
     return CommandsResult(
         clients=clients,
         duration_s=duration,
         http=http,
-        events_per_second=events,
+        events_per_second=http.per_second * sum(n for _, n in CYCLE) / len(CYCLE),
         raw_one_thread=one,
         raw_many_threads=many,
         raw_best_per_second=best,
         ratio=http.per_second / best if best else None,
+        cpu_ms_per_command=cpu,
         memory_mib=memory,
     )
+
+
+def _measure_http(
+    settings: Settings,
+    clients: int,
+    warmup: float,
+    duration: float,
+    seed: int,
+    log: IO[str],
+    database_pid: int | None,
+) -> tuple[Throughput, dict[str, float], dict[str, float]]:
+    """Drive the records web service; return its throughput, CPU and memory."""
+    processes = ServiceProcesses(settings, ["records-web"], log)
+    processes.start()
+    watch = MemoryWatch().watch(processes.pids())
+    meters = {"records web": list(processes.pids().values())}
+    if database_pid is not None:
+        meters["database server"] = [database_pid]
+    try:
+        before = {name: cpu_seconds(pids) for name, pids in meters.items()}
+        client_before = time.process_time()
+        http = _drive(processes, clients, warmup, duration, seed)
+        used = {name: cpu_seconds(pids) - before[name] for name, pids in meters.items()}
+        used["client"] = time.process_time() - client_before
+        processes.check_running()
+    finally:
+        memory = watch.stop()
+        processes.stop()
+    cpu = {
+        name: 1000 * seconds / http.completed
+        for name, seconds in used.items()
+        if http.completed
+    }
+    return http, cpu, memory
 
 
 def _drive(

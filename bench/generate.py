@@ -1,17 +1,19 @@
 """A realistic records log, written fast with batched saves through the aggregates.
 
 The log is built in waves. A wave takes up to `MAX_COHORTS` groups of pupils
-through one academic year: registration, enrolment in the group's programme,
-a session journal with two sessions a week and everyone's attendance, an
-intermediate and a final attestation, some pupils leaving mid-year, the rest
-expelled on completion (a few stay enrolled) and the journal closed. Each step
-of a wave is one `save()` of every aggregate it changed across the wave's
-groups, so events of different groups interleave in the log as they would in
-a centre, while the database sees few, large transactions.
+through one academic year. Each group's pupils are registered and enrolled in
+the group's programme. The group gets a session journal with two sessions a
+week and everyone's attendance, and an intermediate and a final attestation.
+Some pupils leave mid-year, a few stay enrolled, and the rest are expelled on
+completion. Then the journal is closed. Each step, and each ten sessions, is
+one `save()` of every aggregate it changed across the wave's groups. So events
+of different groups interleave in the log as they would in a centre, while the
+database sees few, large transactions.
 
-Events go through the records application's own aggregates, mapper (each
-pupil's personal data sealed with the pupil's key) and recorder, so the log
-is the one the services would write, except for timestamps close together.
+Events go through the records application's own aggregates, mapper and
+recorder, with each pupil's personal data sealed with the pupil's key. So the
+log is the one the services would write, except that timestamps lie close
+together.
 """
 
 from __future__ import annotations
@@ -403,7 +405,7 @@ class LogBuilder:
         self._step = 0
 
     def grow_to(self, events: int) -> int:
-        """Add events until the log holds at least `events`; return the head."""
+        """Add events until the log contains at least `events`; return the head."""
         missing = events - self._prepare()
         if missing > 0:
             if self._step >= self.steps:

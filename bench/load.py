@@ -35,6 +35,8 @@ class Throughput:
     threads: int
     seconds: float
     operations: int
+    # Successful operations of the whole run, the warm-up included.
+    completed: int
     failures: int
     per_second: float
     latency: Latency | None
@@ -76,10 +78,12 @@ def run_threads(
         if window[0] <= outcome.finished_at < window[1]
     ]
     good = [outcome.seconds for outcome in counted if outcome.ok]
+    completed = sum(outcome.ok for outcomes in results for outcome in outcomes)
     return Throughput(
         threads=threads,
         seconds=duration,
         operations=len(good),
+        completed=completed,
         failures=len(counted) - len(good) + len(errors),
         per_second=rate(len(good), duration),
         latency=Latency.of(good) if good else None,

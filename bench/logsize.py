@@ -1,10 +1,10 @@
 """Benchmarks 2 and 3 on a log grown to each size in turn.
 
-At each size: the log is read and decoded as the bare library would
-(baseline of the rebuild), the read models are rebuilt from it with
-`services.records.projector.rebuild`, and `GET /api/v1/pupils/{id}` is timed
-through the real records web service, next to the library's own way to read
-a pupil, `repository.get()`, which replays the pupil's events.
+At each size the log is first read and decoded as the bare library would,
+which is the baseline of the rebuild. Then the read models are rebuilt from
+it with `services.records.projector.rebuild`. Last, `GET /api/v1/pupils/{id}`
+is timed through the real records web service, next to the library's own way
+to read a pupil, `repository.get()`, which replays the pupil's events.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ WARMUP_READS = 100
 
 
 class ChildFailedError(RuntimeError):
-    """A benchmark child process failed; the message holds its error output."""
+    """A benchmark child process failed; the message contains its error output."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,18 @@ class SizeResult:
     decode_records_mapper_per_second: float
     rebuild_per_second: float
     rebuild_seconds: float
+    rebuild_cpu_seconds: float
+    # Against reading and decoding with the records mapper, which every
+    # rebuild of this log must do, and against the library's plain mapper.
     rebuild_ratio: float | None
+    rebuild_ratio_library: float | None
     rebuild_max_rss_mib: float
     reads: Latency | None = None
     raw_reads: Latency | None = None
     reads_seconds: float = 0.0
     memory_mib: dict[str, float] = field(default_factory=dict)
+    # What the decode and rebuild processes reported, CPU seconds included.
+    child_outputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,9 @@ def run_sizes(
 
     With `reads` = 0 the read latency is not measured. Each size after the
     first runs only if its time, estimated from the rates measured at the size
-    before, ends before `deadline` (a `time.monotonic()` value); the sizes
-    left are returned as skipped. `report` is called with each size's result
-    as soon as it is known.
+    before, ends before `deadline`, a `time.monotonic()` value. The sizes left
+    out are returned as skipped. `report` is called with each size's result as
+    soon as it is known.
     """
     ordered = sorted(sizes)
     builder = LogBuilder(settings, seed=seed, workers=workers, steps=len(ordered))
@@ -112,9 +118,9 @@ def run_sizes(
 def estimate_seconds(previous: SizeResult, size: int) -> float:
     """Estimate how long measuring a log of `size` events takes after `previous`.
 
-    Generating the missing events, decoding the log twice and rebuilding it
-    are scaled from the rates measured at `previous`; the reads take as long
-    as they did there.
+    The time to generate the missing events, decode the log twice and rebuild
+    it is scaled from the rates measured at `previous`. The reads are taken to
+    last as long as they did there.
     """
     added = max(0, size - previous.events)
     generate_rate = previous.added_events / previous.generate_seconds
@@ -159,8 +165,11 @@ def _run_size(
         decode_records_mapper_per_second=sealed,
         rebuild_per_second=rebuild_rate,
         rebuild_seconds=rebuilt["seconds"],
-        rebuild_ratio=ratio(rebuild_rate, library),
+        rebuild_cpu_seconds=rebuilt["cpu_seconds"],
+        rebuild_ratio=ratio(rebuild_rate, sealed),
+        rebuild_ratio_library=ratio(rebuild_rate, library),
         rebuild_max_rss_mib=rebuilt["max_rss_mib"],
+        child_outputs={"decode": decoded, "rebuild": rebuilt},
     )
     if reads <= 0:
         return result

@@ -1,4 +1,4 @@
-"""What the benchmarks ran on: hardware, software versions and the code's commit."""
+"""Descriptions of the machine, the software versions and the measured commit."""
 
 from __future__ import annotations
 
@@ -34,11 +34,17 @@ def load_average() -> float:
         return 0.0
 
 
+CODE_FOLDERS = ("services", "shared", "bench")
+
+
 def code_revision(root: Path) -> dict[str, Any]:
-    """Return the git commit of `root` and whether the work tree had changes."""
+    """Return the git commit of `root` and whether the measured code had changes.
+
+    Only the folders of the code that runs (`CODE_FOLDERS`) are compared.
+    """
     try:
         commit = _git(root, "rev-parse", "HEAD")
-        changes = _git(root, "status", "--porcelain", "--untracked-files=no")
+        changes = _git(root, "status", "--porcelain", "--", *CODE_FOLDERS)
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "modified": None}
     return {"commit": commit, "modified": bool(changes)}

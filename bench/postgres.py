@@ -56,6 +56,16 @@ class PostgresServer:
             row = connection.execute("SHOW server_version").fetchone()
         return str(row[0]) if row else "unknown"
 
+    def postmaster_pid(self) -> int | None:
+        """Return the pid of a throwaway server's main process, else None."""
+        if self.data_dir is None:
+            return None
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+        except OSError:
+            return None
+        return int(first) if first.strip().isdigit() else None
+
     def stop(self) -> None:
         """Stop a throwaway server and delete its files; leave a given one alone."""
         if self.data_dir is None or self.bin_dir is None:

@@ -10,6 +10,7 @@ process and of its children, such as gunicorn's workers.
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import threading
 from collections.abc import Iterable, Sequence
@@ -155,6 +156,25 @@ def peak_rss_mib(pid: int) -> float | None:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return None
+
+
+def cpu_seconds(roots: Iterable[int]) -> float:
+    """Return the CPU seconds, user and system, used by `roots` and their children.
+
+    Only processes that are alive count. Linux only.
+    """
+    children = _children_by_parent()
+    pids = [p for root in roots for p in (root, *children.get(root, []))]
+    ticks = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        # utime and stime are fields 14 and 15 of stat(5); `fields` starts at 3.
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _children_by_parent() -> dict[int, list[int]]:

@@ -1,9 +1,9 @@
 """The baselines: the bare eventsourcing library on the benchmark's own database.
 
-`RawApplication` stores a minimal aggregate with the library's defaults, in
-the same PostgreSQL database as the records store (its tables are named after
-it, `bench_raw_events`), or in a SQLite file beside the records file (the
-library's SQLite tables have fixed names, so they cannot share the file).
+`RawApplication` stores a minimal aggregate with the library's defaults. On
+PostgreSQL it uses the records store's database, in tables named after it
+(`bench_raw_events`). On SQLite it uses a file beside the records file,
+because the library's SQLite tables have fixed names.
 """
 
 from __future__ import annotations
@@ -70,17 +70,18 @@ def save_note(app: RawApplication) -> int:
 
 @dataclass(frozen=True)
 class Decoded:
-    """How many events a read of the log decoded, and in how many seconds."""
+    """How many events a read of the log decoded, in wall and CPU seconds."""
 
     events: int
     seconds: float
+    cpu_seconds: float
 
 
 def read_and_decode(
     recorder: ApplicationRecorder, mapper: Mapper[Any], page: int = PAGE_SIZE
 ) -> Decoded:
     """Read the whole log in pages by position and decode every event."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     count = 0
     last = 0
     while True:
@@ -91,7 +92,8 @@ def read_and_decode(
             mapper.to_domain_event(notification)
         count += len(notifications)
         if len(notifications) < page:
-            return Decoded(count, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            return Decoded(count, elapsed, time.process_time() - cpu)
         last = notifications[-1].id
 
 
@@ -103,11 +105,11 @@ def measure_propagation(
     pause: tuple[float, float],
     seed: int,
 ) -> Latency:
-    """Time each saved Note until a follower of the log sees it.
+    """Time each saved Note until a follower of the log receives it.
 
     With `listen` (PostgreSQL) the follower is the library's LISTEN/NOTIFY
-    subscription; otherwise (SQLite has no notifications) it polls at the
-    interval the services' own followers poll at.
+    subscription. Otherwise it polls at the services' own poll interval,
+    because SQLite has no notifications.
     """
     rng = random.Random(seed)
     follower = _Follower(app, listen)

@@ -78,33 +78,40 @@ def commands_table(engine: str, result: CommandsResult) -> str:
         f"ratio {_ratio(result.ratio)} (HTTP / best raw), target >= {target}: "
         f"{verdict(met)}; HTTP events/s {result.events_per_second:.0f}"
     )
-    return f"{body}\n{summary}"
+    cpu = ", ".join(
+        f"{name} {ms:.1f}" for name, ms in result.cpu_ms_per_command.items()
+    )
+    return f"{body}\n{summary}\nCPU ms per command: {cpu}"
 
 
 def sizes_table(results: Sequence[SizeResult]) -> str:
-    """Describe benchmark 2 at each size: rebuild against raw read and decode."""
+    """Describe benchmark 2 at each size: rebuild against reading and decoding."""
     rows = [
         [
             f"{r.events:,}",
             _rate(r.rebuild_per_second),
-            _rate(r.decode_library_per_second),
             _rate(r.decode_records_mapper_per_second),
             _ratio(r.rebuild_ratio),
-            verdict(
-                None if r.rebuild_ratio is None else r.rebuild_ratio >= REBUILD_TARGET
-            ),
+            verdict(_at_least(r.rebuild_ratio, REBUILD_TARGET)),
+            _rate(r.decode_library_per_second),
+            _ratio(r.rebuild_ratio_library),
         ]
         for r in results
     ]
     header = [
         "2. rebuild, events",
         "rebuild ev/s",
-        "raw decode ev/s",
-        "+unseal ev/s",
+        "decode ev/s",
         "ratio",
         f">= {REBUILD_TARGET}",
+        "plain decode ev/s",
+        "ratio",
     ]
-    return table(header, rows)
+    note = (
+        "decode: read in pages and decode with the records mapper, which opens "
+        "the sealed fields; plain: the library's mapper, fields left sealed"
+    )
+    return f"{table(header, rows)}\n{note}"
 
 
 def reads_table(results: Sequence[SizeResult]) -> str:
@@ -209,6 +216,10 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
         encoding="utf-8",
     )
     temporary.replace(path)
+
+
+def _at_least(value: float | None, target: float) -> bool | None:
+    return None if value is None else value >= target
 
 
 def _rate(value: float) -> str:

@@ -31,8 +31,8 @@ class Backend:
     def fresh(self, label: str) -> Settings:
         """Return settings of new, empty records and archive stores and data dir.
 
-        The data dir holds the master key, the tokens and, on SQLite, the
-        database files; the key is created here so that every process and the
+        The data dir contains the master key, the tokens and, on SQLite, the
+        database files. The key is created here, so every process and the
         benchmark itself use the same one.
         """
         data_dir = self.root / self.engine / label
@@ -44,6 +44,10 @@ class Backend:
         settings = Settings.from_env(environ=environ, data_dir=data_dir)
         _write_master_key(settings.key_file)
         return settings
+
+    def database_pid(self) -> int | None:
+        """Return the pid of the throwaway PostgreSQL server, else None."""
+        return self.server.postmaster_pid() if self.server is not None else None
 
     def version(self) -> str:
         """Return the engine's name and version, e.g. `PostgreSQL 15.18`."""

@@ -144,7 +144,9 @@ def _size(events, generate_s, decode_rate, rebuild_rate, reads_s):
         decode_records_mapper_per_second=decode_rate,
         rebuild_per_second=rebuild_rate,
         rebuild_seconds=events / rebuild_rate,
+        rebuild_cpu_seconds=events / rebuild_rate,
         rebuild_ratio=rebuild_rate / decode_rate,
+        rebuild_ratio_library=rebuild_rate / decode_rate,
         rebuild_max_rss_mib=1.0,
         reads_seconds=reads_s,
     )

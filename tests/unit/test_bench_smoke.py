@@ -1,8 +1,9 @@
 """Smoke test: every benchmark runs end to end on a tiny size; no timing is checked.
 
-It starts the real service processes (gunicorn, projector, follower) on
-SQLite, so it is marked `e2e`; on PostgreSQL the parts that differ (the
-throwaway databases, the decoder child, LISTEN/NOTIFY) are run without them.
+The SQLite test starts the real service processes (gunicorn, projector,
+follower), so it is marked `e2e`. The PostgreSQL test runs only the parts
+that differ there: the throwaway databases, the decoder child and
+LISTEN/NOTIFY.
 """
 
 from __future__ import annotations
