@@ -21,6 +21,11 @@ from pathlib import Path
 import psycopg
 
 SUPERUSER = "postgres"
+# A test run creates a few GB of short-lived databases, so the server keeps
+# them in RAM when there is room: removing 300 of them (2.2 GB) took 2 s there
+# and 104 s on the disk of the 2-core development machine.
+RAM_FOLDER = Path("/dev/shm")
+RAM_FOLDER_MIN_FREE_BYTES = 8 * 1024**3
 
 
 class PostgresUnavailableError(RuntimeError):
@@ -100,11 +105,21 @@ def _run(command: list[str], as_user: str | None, check: bool = True) -> None:
         )
 
 
+def _scratch_folder() -> str | None:
+    """Return the RAM-backed folder when it has room, else None for the default."""
+    try:
+        if shutil.disk_usage(RAM_FOLDER).free >= RAM_FOLDER_MIN_FREE_BYTES:
+            return str(RAM_FOLDER)
+    except OSError:
+        pass
+    return None
+
+
 def start_server() -> PostgresServer:
     """Initialise and start a throwaway server on a free local port."""
     bin_dir = find_binaries()
     as_user = "nobody" if os.geteuid() == 0 else None
-    root = Path(tempfile.mkdtemp(prefix="pupil-records-pg-"))
+    root = Path(tempfile.mkdtemp(prefix="pupil-records-pg-", dir=_scratch_folder()))
     data_dir = root / "data"
     if as_user:
         shutil.chown(root, user=as_user)
