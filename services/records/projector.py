@@ -11,11 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEvent
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from tqdm import tqdm
 
 from services.records.application import RecordsApplication
@@ -75,7 +85,13 @@ HISTORY_TYPES = {
     Pupil.AttendanceBegan: "attendance.began",
     Pupil.PersonalDataDestroyed: "pupil.personal_data_destroyed",
 }
-ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "actor", "reason"}
+ENVELOPE_FIELDS = {
+    "originator_id",
+    "originator_version",
+    "timestamp",
+    "actor",
+    "reason",
+}
 
 
 class PositionMovedError(Exception):
@@ -102,7 +118,9 @@ class RecordsProjector:
         # database files until `finish_destructions` clears them.
         self._purged = False
 
-    def catch_up(self, batch_size: int = BATCH_SIZE, progress: tqdm | None = None) -> int:
+    def catch_up(
+        self, batch_size: int = BATCH_SIZE, progress: tqdm | None = None
+    ) -> int:
         """Apply every event after the stored position; return how many."""
         applied = 0
         while True:
@@ -170,9 +188,11 @@ class RecordsProjector:
         )
         if not notifications:
             return 0
+        writes = BatchWrites()
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
-            self._apply(connection, event, notification.id)
+            self._apply(connection, writes, event, notification.id)
+        writes.flush(connection)
         moved = connection.execute(
             update(positions)
             .where(positions.c.name == PROJECTOR_NAME, positions.c.position == start)
@@ -192,21 +212,24 @@ class RecordsProjector:
             )
         return len(notifications)
 
-    def _apply(self, connection: Connection, event: DomainEvent, position: int) -> None:
-        if isinstance(event, Pupil.Event):
-            self._apply_pupil(connection, event, position)
+    def _apply(
+        self,
+        connection: Connection,
+        writes: BatchWrites,
+        event: DomainEvent,
+        position: int,
+    ) -> None:
+        if isinstance(event, Pupil.PersonalDataDestroyed):
+            self._aggregate(event)
+            # The purge edits rows in place, so everything before it is written first.
+            writes.flush(connection)
+            self._destroy(connection, event, position)
+        elif isinstance(event, Pupil.Event):
+            writes.pupil_changed(self._aggregate(event), event, position)
         elif isinstance(event, Journal.Event):
-            self._apply_journal(connection, event, position)
+            writes.journal_changed(self._aggregate(event), event, position)
         elif isinstance(event, Programme.Approved):
-            programme = event.mutate(None)
-            connection.execute(
-                insert(programmes).values(
-                    id=str(programme.id),
-                    code=programme.code,
-                    document=programme_document(programme),
-                    position=position,
-                )
-            )
+            writes.programme_approved(event.mutate(None), position)
 
     def _aggregate(self, event: Any) -> Any:
         """Return the aggregate after `event`, mutating a cached copy when possible."""
@@ -226,30 +249,6 @@ class RecordsProjector:
             self._aggregates.popitem(last=False)
         return aggregate
 
-    def _apply_pupil(self, connection: Connection, event: Any, position: int) -> None:
-        pupil: Pupil = self._aggregate(event)
-        if isinstance(event, Pupil.PersonalDataDestroyed):
-            self._destroy(connection, event, position)
-            return
-        pupil_id = str(pupil.id)
-        values = {
-            "sort_key": normalised_full_name(
-                pupil.surname or "", pupil.name or "", pupil.patronymic
-            ),
-            "status": pupil.status,
-            "document": personal_file_document(pupil),
-            "position": position,
-        }
-        if isinstance(event, Pupil.Registered):
-            connection.execute(insert(pupils).values(id=pupil_id, **values))
-        else:
-            connection.execute(
-                update(pupils).where(pupils.c.id == pupil_id).values(**values)
-            )
-        if isinstance(event, Pupil.Enrolled | Pupil.Transferred | Pupil.EnrolmentCancelled):
-            self._write_pupil_programmes(connection, pupil)
-        connection.execute(insert(history).values(**history_row(event, position)))
-
     def _destroy(
         self, connection: Connection, event: Pupil.PersonalDataDestroyed, position: int
     ) -> None:
@@ -259,61 +258,82 @@ class RecordsProjector:
         # Cached journals hold the pupil's decrypted attendance lines.
         self._aggregates.clear()
         purge_pupil(connection, event, position)
-        connection.execute(insert(history).values(**history_row(event, position)))
+        connection.execute(insert(history), [history_row(event, position)])
         self._purged = True
 
-    def _write_pupil_programmes(self, connection: Connection, pupil: Pupil) -> None:
+
+class _Changed:
+    """The last state of one aggregate in a batch, and whether its row is new."""
+
+    __slots__ = ("aggregate", "position", "new")
+
+    def __init__(self, aggregate: Any, position: int, new: bool) -> None:
+        self.aggregate = aggregate
+        self.position = position
+        self.new = new
+
+
+class BatchWrites:
+    """The read-model rows of one batch, gathered in memory and written together.
+
+    A pupil or journal changed several times in a batch is written once, in
+    its last state; attendance counts are summed per pupil and journal; new
+    rows go in with one multi-row statement per table.
+    """
+
+    def __init__(self) -> None:
+        self.programmes: list[dict[str, Any]] = []
+        self.pupils: dict[str, _Changed] = {}
+        self.pupil_programmes: dict[str, Pupil] = {}
+        self.history: list[dict[str, Any]] = []
+        self.journals: dict[str, _Changed] = {}
+        self.sessions: list[dict[str, Any]] = []
+        # (pupil id, journal id) -> programme id and the counts to add.
+        self.attendance: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def programme_approved(self, programme: Programme, position: int) -> None:
+        self.programmes.append(
+            {
+                "id": str(programme.id),
+                "code": programme.code,
+                "document": programme_document(programme),
+                "position": position,
+            }
+        )
+
+    def pupil_changed(self, pupil: Pupil, event: Any, position: int) -> None:
         pupil_id = str(pupil.id)
-        connection.execute(
-            delete(pupil_programmes).where(pupil_programmes.c.pupil_id == pupil_id)
+        earlier = self.pupils.get(pupil_id)
+        new = isinstance(event, Pupil.Registered) or (
+            earlier is not None and earlier.new
         )
-        programme_ids = {
-            str(e.programme_id)
-            for e in pupil.enrolments.values()
-            if e.status != "cancelled"
-        }
-        if programme_ids:
-            connection.execute(
-                insert(pupil_programmes),
-                [{"pupil_id": pupil_id, "programme_id": p} for p in sorted(programme_ids)],
-            )
+        self.pupils[pupil_id] = _Changed(pupil, position, new)
+        if isinstance(
+            event, Pupil.Enrolled | Pupil.Transferred | Pupil.EnrolmentCancelled
+        ):
+            self.pupil_programmes[pupil_id] = pupil
+        self.history.append(history_row(event, position))
 
-    def _apply_journal(self, connection: Connection, event: Any, position: int) -> None:
-        journal: Journal = self._aggregate(event)
+    def journal_changed(self, journal: Journal, event: Any, position: int) -> None:
         journal_id = str(journal.id)
-        document = to_jsonable(journal_view(journal))
-        if isinstance(event, Journal.Opened):
-            connection.execute(
-                insert(journals).values(
-                    id=journal_id,
-                    programme_id=str(journal.programme_id),
-                    document=document,
-                    closed=False,
-                    position=position,
-                )
-            )
-            return
-        connection.execute(
-            update(journals)
-            .where(journals.c.id == journal_id)
-            .values(document=document, closed=journal.is_closed, position=position)
-        )
+        earlier = self.journals.get(journal_id)
+        new = isinstance(event, Journal.Opened) or (earlier is not None and earlier.new)
+        self.journals[journal_id] = _Changed(journal, position, new)
         if isinstance(event, Journal.SessionRecorded):
-            self._record_session(connection, journal, event, position)
+            self._session_recorded(journal, event, position)
 
-    def _record_session(
-        self, connection: Connection, journal: Journal, event: Any, position: int
-    ) -> None:
+    def _session_recorded(self, journal: Journal, event: Any, position: int) -> None:
         journal_id = str(journal.id)
+        programme_id = str(journal.programme_id)
         # A line whose status is None belongs to a pupil whose key was destroyed.
         lines = [line for line in event.attendance if line["status"] is not None]
-        connection.execute(
-            insert(sessions).values(
-                id=str(event.session_id),
-                journal_id=journal_id,
-                date=event.date,
-                start_time=event.start_time,
-                document=to_jsonable(
+        self.sessions.append(
+            {
+                "id": str(event.session_id),
+                "journal_id": journal_id,
+                "date": event.date,
+                "start_time": event.start_time,
+                "document": to_jsonable(
                     {
                         "id": event.session_id,
                         "date": event.date,
@@ -324,46 +344,147 @@ class RecordsProjector:
                         "recorded_at": event.timestamp,
                     }
                 ),
-                position=position,
-            )
+                "position": position,
+            }
         )
         for line in lines:
-            _count_attendance(
-                connection,
-                pupil_id=str(line["pupil_id"]),
-                journal_id=journal_id,
-                programme_id=str(journal.programme_id),
-                status=line["status"],
+            key = (str(line["pupil_id"]), journal_id)
+            counts = self.attendance.get(key)
+            if counts is None:
+                counts = self.attendance[key] = {
+                    "programme_id": programme_id,
+                    "sessions": 0,
+                    **dict.fromkeys(ATTENDANCE_STATUSES, 0),
+                }
+            counts["sessions"] += 1
+            counts[line["status"]] += 1
+
+    def flush(self, connection: Connection) -> None:
+        """Write everything gathered so far, then start empty."""
+        if self.programmes:
+            connection.execute(insert(programmes), self.programmes)
+        self._write_changed(connection, pupils, self.pupils, _pupil_row)
+        self._write_pupil_programmes(connection)
+        if self.history:
+            connection.execute(insert(history), self.history)
+        self._write_changed(connection, journals, self.journals, _journal_row)
+        if self.sessions:
+            connection.execute(insert(sessions), self.sessions)
+        self._write_attendance(connection)
+        self.__init__()  # type: ignore[misc]
+
+    @staticmethod
+    def _write_changed(
+        connection: Connection,
+        table: Table,
+        changed: dict[str, _Changed],
+        row: Callable[[Any], dict[str, Any]],
+    ) -> None:
+        inserts = []
+        updates = []
+        for item_id, item in changed.items():
+            values = row(item.aggregate)
+            values["position"] = item.position
+            if item.new:
+                inserts.append({"id": item_id, **values})
+            else:
+                updates.append({"b_id": item_id, **values})
+        if inserts:
+            connection.execute(insert(table), inserts)
+        if updates:
+            connection.execute(
+                update(table).where(table.c.id == bindparam("b_id")), updates
             )
 
-
-def _count_attendance(
-    connection: Connection,
-    *,
-    pupil_id: str,
-    journal_id: str,
-    programme_id: str,
-    status: str,
-) -> None:
-    key = (attendance.c.pupil_id == pupil_id) & (attendance.c.journal_id == journal_id)
-    column = attendance.c[status]
-    changed = connection.execute(
-        update(attendance)
-        .where(key)
-        .values({attendance.c.sessions: attendance.c.sessions + 1, column: column + 1})
-    )
-    if changed.rowcount == 0:
-        row = {"present": 0, "absent": 0, "ill": 0, "excused": 0}
-        row[status] = 1
+    def _write_pupil_programmes(self, connection: Connection) -> None:
+        if not self.pupil_programmes:
+            return
         connection.execute(
-            insert(attendance).values(
-                pupil_id=pupil_id,
-                journal_id=journal_id,
-                programme_id=programme_id,
-                sessions=1,
-                **row,
-            )
+            delete(pupil_programmes).where(
+                pupil_programmes.c.pupil_id == bindparam("b_pupil_id")
+            ),
+            [{"b_pupil_id": pupil_id} for pupil_id in self.pupil_programmes],
         )
+        rows = [
+            {"pupil_id": pupil_id, "programme_id": programme_id}
+            for pupil_id, pupil in self.pupil_programmes.items()
+            for programme_id in sorted(
+                {
+                    str(e.programme_id)
+                    for e in pupil.enrolments.values()
+                    if e.status != "cancelled"
+                }
+            )
+        ]
+        if rows:
+            connection.execute(insert(pupil_programmes), rows)
+
+    def _write_attendance(self, connection: Connection) -> None:
+        if not self.attendance:
+            return
+        journal_ids = sorted({journal_id for _, journal_id in self.attendance})
+        existing = {
+            (row.pupil_id, row.journal_id)
+            for row in connection.execute(
+                select(attendance.c.pupil_id, attendance.c.journal_id).where(
+                    attendance.c.journal_id.in_(journal_ids)
+                )
+            )
+        }
+        inserts = []
+        updates = []
+        for (pupil_id, journal_id), counts in self.attendance.items():
+            if (pupil_id, journal_id) in existing:
+                updates.append(
+                    {
+                        "b_pupil_id": pupil_id,
+                        "b_journal_id": journal_id,
+                        **{f"b_{name}": counts[name] for name in COUNT_COLUMNS},
+                    }
+                )
+            else:
+                inserts.append(
+                    {"pupil_id": pupil_id, "journal_id": journal_id, **counts}
+                )
+        if inserts:
+            connection.execute(insert(attendance), inserts)
+        if updates:
+            connection.execute(
+                update(attendance)
+                .where(
+                    attendance.c.pupil_id == bindparam("b_pupil_id"),
+                    attendance.c.journal_id == bindparam("b_journal_id"),
+                )
+                .values(
+                    {
+                        attendance.c[name]: attendance.c[name] + bindparam(f"b_{name}")
+                        for name in COUNT_COLUMNS
+                    }
+                ),
+                updates,
+            )
+
+
+ATTENDANCE_STATUSES = ("present", "absent", "ill", "excused")
+COUNT_COLUMNS = ("sessions", *ATTENDANCE_STATUSES)
+
+
+def _pupil_row(pupil: Pupil) -> dict[str, Any]:
+    return {
+        "sort_key": normalised_full_name(
+            pupil.surname or "", pupil.name or "", pupil.patronymic
+        ),
+        "status": pupil.status,
+        "document": personal_file_document(pupil),
+    }
+
+
+def _journal_row(journal: Journal) -> dict[str, Any]:
+    return {
+        "programme_id": str(journal.programme_id),
+        "document": to_jsonable(journal_view(journal)),
+        "closed": journal.is_closed,
+    }
 
 
 def _stored_position(connection: Connection) -> int:

@@ -9,7 +9,12 @@ from sqlalchemy.exc import IntegrityError
 
 from services.records import projector as projector_module
 from services.records.application import RecordsApplication
-from services.records.projector import PositionMovedError, RecordsProjector, rebuild
+from services.records.projector import (
+    BatchWrites,
+    PositionMovedError,
+    RecordsProjector,
+    rebuild,
+)
 from services.records.readmodels import RecordsReadModels
 from shared.actor import acting_as
 from shared.config import Settings
@@ -64,11 +69,11 @@ def crash_on_call(monkeypatch, projector, failing_call):
     calls = []
     original = projector._apply
 
-    def apply(connection, event, position):
+    def apply(connection, writes, event, position):
         calls.append(position)
         if len(calls) == failing_call:
             raise SimulatedCrashError(f"crash at position {position}")
-        original(connection, event, position)
+        original(connection, writes, event, position)
 
     monkeypatch.setattr(projector, "_apply", apply)
     return calls
@@ -90,6 +95,31 @@ def test_failed_batch_writes_nothing(records_app, records_engine, monkeypatch):
     assert calls[0] == position + 1
     assert RecordsReadModels(records_engine).position() == position
     assert dump_read_models(records_engine) == before
+
+
+def test_batch_failing_while_written_writes_nothing(
+    records_app, records_engine, monkeypatch
+):
+    centre = populate(records_app)
+    projector = RecordsProjector(records_app, records_engine)
+    projector.catch_up()
+    before = dump_read_models(records_engine)
+    position = RecordsReadModels(records_engine).position()
+    second_term(records_app, centre)
+
+    def fail(writes, connection):
+        # Pupils, history, journals and sessions are written by now.
+        raise SimulatedCrashError("crash while writing attendance")
+
+    monkeypatch.setattr(BatchWrites, "_write_attendance", fail)
+    with pytest.raises(SimulatedCrashError):
+        projector.process_batch()
+    monkeypatch.undo()
+
+    assert RecordsReadModels(records_engine).position() == position
+    assert dump_read_models(records_engine) == before
+    projector.catch_up()
+    assert RecordsReadModels(records_engine).position() == records_app.head_position()
 
 
 def test_resumed_projection_equals_rebuild(
