@@ -42,6 +42,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     insert,
     select,
     update,
@@ -79,6 +80,11 @@ pupil_data_keys = Table(
     Column("wrapped_key", LargeBinary),
     Column("created_at", String(40), nullable=False),
     Column("destroyed_at", String(40)),
+)
+
+DESTROYED_KEY_QUERY = select(pupil_data_keys.c.pupil_id).where(
+    pupil_data_keys.c.pupil_id == bindparam("pupil_id"),
+    pupil_data_keys.c.destroyed_at.is_not(None),
 )
 
 # The fingerprint of the master key that wrapped this database's data keys,
@@ -525,6 +531,14 @@ class SqlKeyRing(KeyRing):
     def _read_destroyed(self, pupil_ids: set[UUID]) -> set[UUID]:
         if not pupil_ids:
             return set()
+        if len(pupil_ids) == 1:
+            # Every command on a pupil asks this; one built statement serves it.
+            (pupil_id,) = pupil_ids
+            with self.reader.connect() as connection:
+                found = connection.execute(
+                    DESTROYED_KEY_QUERY, {"pupil_id": str(pupil_id)}
+                ).first()
+            return {pupil_id} if found is not None else set()
         with self.reader.connect() as connection:
             rows = connection.execute(
                 select(pupil_data_keys.c.pupil_id).where(
