@@ -70,6 +70,9 @@ class CommandResult:
     position: int
 
 
+# Programmes kept in memory by each process; a centre has a few dozen.
+PROGRAMME_CACHE_SIZE = 1000
+
 class RecordsApplication(Application[UUID]):
     """Programmes, pupils' personal files and session journals."""
 
@@ -88,6 +91,7 @@ class RecordsApplication(Application[UUID]):
         merged.update(env or {})
         key = master_key if master_key is not None else default_master_key(database_url)
         self.key_ring: KeyRing = open_key_ring(database_url, key)
+        self._programmes: dict[UUID, Programme] = {}
         try:
             super().__init__(env=merged)
         except BaseException:
@@ -149,8 +153,18 @@ class RecordsApplication(Application[UUID]):
         return self._result(programme_view(programme), recordings)
 
     def programme(self, programme_id: UUID, *, field: str | None = None) -> Programme:
-        """Load a programme; unknown ids are 404 in a path and 422 in a `field`."""
-        return self._load(Programme, programme_id, "programme", field)
+        """Load a programme; unknown ids are 404 in a path and 422 in a `field`.
+
+        A programme has no event after its approval, so a loaded programme
+        never goes stale and is kept for the life of the process.
+        """
+        programme = self._programmes.get(programme_id)
+        if programme is None:
+            programme = self._load(Programme, programme_id, "programme", field)
+            if len(self._programmes) >= PROGRAMME_CACHE_SIZE:
+                self._programmes.clear()
+            self._programmes[programme_id] = programme
+        return programme
 
     # Pupils
 
