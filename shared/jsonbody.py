@@ -1,9 +1,9 @@
 """Strict JSON request bodies and query strings for flask-smorest views.
 
 `read_json_body()` applies the body checks in the order of the API contract.
-It checks the content type (415) and the size (413) first. Then it checks the
-JSON itself (400): missing, not UTF-8, malformed, duplicate keys, not an
-object, or nested deeper than 32 levels. Last come `NaN`, `Infinity` and
+It checks the content type and content coding (415) and the size (413)
+first. Then it checks the JSON itself (400): missing, not UTF-8, malformed,
+duplicate keys, not an object, or nested deeper than 32 levels. Last come `NaN`, `Infinity` and
 numbers out of range (422). `StrictParser` is a webargs
 parser that uses it for `location="json"`, rejects unknown and repeated query
 parameters, and raises every validation error as a 422 problem whose
@@ -31,6 +31,7 @@ from shared.problems import (
     Problem,
     bad_request,
     payload_too_large,
+    unsupported_content_coding,
     unsupported_media_type,
     validation,
 )
@@ -100,6 +101,20 @@ def _check_content_type(req: flask.Request) -> None:
     charset = req.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise unsupported_media_type(f"The request body must be UTF-8, not {charset}.")
+    _check_content_encoding(req)
+
+
+def _check_content_encoding(req: flask.Request) -> None:
+    # Bodies are read as sent, so a compressed one would fail as invalid UTF-8
+    # or JSON. "identity" means no coding and is accepted (RFC 9110, 8.4.1).
+    codings = [
+        coding.strip().lower()
+        for header in req.headers.getlist("Content-Encoding")
+        for coding in header.split(",")
+    ]
+    applied = [coding for coding in codings if coding and coding != "identity"]
+    if applied:
+        raise unsupported_content_coding(", ".join(applied))
 
 
 def _has_no_body(req: flask.Request) -> bool:

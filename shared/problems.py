@@ -121,6 +121,20 @@ def unsupported_media_type(detail: str) -> Problem:
     return Problem(415, detail)
 
 
+def unsupported_content_coding(codings: str) -> Problem:
+    """Return a 415 problem for a body sent with a content coding such as gzip.
+
+    The `Accept-Encoding: identity` header lists the only coding that
+    requests may use (RFC 7694, section 3).
+    """
+    return Problem(
+        415,
+        f"Content codings are not accepted (Content-Encoding: {codings[:100]}); "
+        "send the JSON body uncompressed, without Content-Encoding.",
+        headers={"Accept-Encoding": "identity"},
+    )
+
+
 def validation(
     errors: Mapping[str, list[str]],
     detail: str = "The request failed validation; see errors for each field.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import os
@@ -200,6 +201,21 @@ def test_deep_json_is_400(apps: Apps, depth: int):
 
     assert response.status_code == 400
     assert "deeper than 32" in response.get_json()["detail"]
+
+
+def test_compressed_body_is_415_problem(apps: Apps):
+    body = gzip.compress(json.dumps({"surname": "Иванов"}).encode())
+    response = apps.records.post(
+        "/api/v1/pupils",
+        data=body,
+        content_type="application/json",
+        headers={**apps.auth("registrar"), "Content-Encoding": "gzip"},
+    )
+
+    assert response.status_code == 415
+    assert response.mimetype == "application/problem+json"
+    assert "Content codings are not accepted" in response.get_json()["detail"]
+    assert response.headers["Accept-Encoding"] == "identity"
 
 
 # CORS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -93,6 +94,35 @@ def test_lone_surrogate_escape_is_kept_for_validation(app: Flask):
 )
 def test_content_type(app: Flask, content_type: str, status: int):
     assert problem_of(app, b'{"a": 1}', content_type).status == status
+
+
+def read_encoded(app: Flask, data: bytes, coding: str) -> Any:
+    with app.test_request_context(
+        "/",
+        method="POST",
+        data=data,
+        content_type="application/json",
+        headers={"Content-Encoding": coding},
+    ):
+        return read_json_body()
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "GZIP", "identity, gzip"])
+def test_content_coding_is_415(app: Flask, coding: str):
+    body = gzip.compress(b'{"a": 1}')
+
+    with pytest.raises(Problem) as caught:
+        read_encoded(app, body, coding)
+
+    problem = caught.value
+    assert problem.status == 415
+    assert "Content codings are not accepted" in problem.detail
+    assert problem.headers["Accept-Encoding"] == "identity"
+
+
+@pytest.mark.parametrize("coding", ["identity", "", "Identity"])
+def test_identity_coding_is_read(app: Flask, coding: str):
+    assert read_encoded(app, b'{"a": 1}', coding) == {"a": 1}
 
 
 json_scalars = (
