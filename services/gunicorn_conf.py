@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from shared.config import ConfigurationError
+from shared.config import ConfigurationError, web_threads
 
 
 def _env_int(key: str, default: int, minimum: int = 1) -> int:
@@ -28,7 +28,11 @@ def _env_int(key: str, default: int, minimum: int = 1) -> int:
 
 bind = [os.environ.get("PUPIL_RECORDS_BIND", "").strip() or "127.0.0.1:8000"]
 workers = _env_int("WEB_CONCURRENCY", 2)
-threads = _env_int("PUPIL_RECORDS_THREADS", 4)
+# Requests that wait (long-polls of the feed, reads with `min_position`) hold
+# a thread each, so a worker has more threads than the host has cores. The web
+# apps let at most half of them wait (PUPIL_RECORDS_MAX_WAITING_REQUESTS), so
+# the rest stay free for other requests, `/healthz` and `/readyz` included.
+threads = web_threads(os.environ)
 worker_class = "gthread"
 
 # A worker that misses its heartbeat this long is killed and replaced. Long-poll

@@ -20,6 +20,10 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MIN_POSITION_TIMEOUT = 10.0
 DEFAULT_RECORDS_URL = "http://127.0.0.1:8000"
 DEFAULT_FOLLOWER_STALL_SECONDS = 60.0
+# Threads of each gunicorn worker. A waiting request occupies a thread but
+# uses little memory or CPU, so there are more threads than cores.
+DEFAULT_WEB_THREADS = 16
+DEFAULT_MAX_WAITING_PER_TOKEN = 2
 MASTER_KEY_FILE_NAME = "master.key"
 _ORIGIN = re.compile(
     r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
@@ -50,6 +54,11 @@ class Settings:
     # the key is read from `master_key_file` (see services.records.keys).
     master_key: str | None = field(default=None, repr=False)
     master_key_file: Path | None = None
+    # Requests of one web process that may wait at the same time (long-polls
+    # of the feed, reads with `min_position`), and how many of them one token
+    # may hold. Requests beyond these caps are served without waiting.
+    max_waiting_requests: int = DEFAULT_WEB_THREADS // 2
+    max_waiting_per_token: int = DEFAULT_MAX_WAITING_PER_TOKEN
 
     @classmethod
     def from_env(
@@ -61,6 +70,7 @@ class Settings:
         env = os.environ if environ is None else environ
         base = Path(data_dir or env.get("PUPIL_RECORDS_DATA_DIR") or DEFAULT_DATA_DIR)
         base = base.expanduser().absolute()
+        max_waiting, max_waiting_per_token = _waiting_limits(env)
         return cls(
             data_dir=base,
             records_database_url=_database_url(
@@ -97,6 +107,8 @@ class Settings:
             master_key_file=Path(
                 env.get("PUPIL_RECORDS_MASTER_KEY_FILE") or base / MASTER_KEY_FILE_NAME
             ),
+            max_waiting_requests=max_waiting,
+            max_waiting_per_token=max_waiting_per_token,
         )
 
     @property
@@ -117,6 +129,8 @@ class Settings:
             "PUPIL_RECORDS_MIN_POSITION_TIMEOUT": str(self.min_position_timeout),
             "PUPIL_RECORDS_FOLLOWER_MAX_LAG": str(self.follower_max_lag),
             "PUPIL_RECORDS_FOLLOWER_STALL_SECONDS": str(self.follower_stall_seconds),
+            "PUPIL_RECORDS_MAX_WAITING_REQUESTS": str(self.max_waiting_requests),
+            "PUPIL_RECORDS_MAX_WAITING_PER_TOKEN": str(self.max_waiting_per_token),
         }
         if self.archive_feed_token:
             env["ARCHIVE_FEED_TOKEN"] = self.archive_feed_token
@@ -128,6 +142,27 @@ class Settings:
         if self.production:
             env["PUPIL_RECORDS_ENV"] = "production"
         return env
+
+
+def web_threads(env: Mapping[str, str]) -> int:
+    """Return the threads of each gunicorn worker (`PUPIL_RECORDS_THREADS`)."""
+    return _positive_int(env, "PUPIL_RECORDS_THREADS", DEFAULT_WEB_THREADS)
+
+
+def _waiting_limits(env: Mapping[str, str]) -> tuple[int, int]:
+    """Return the caps on waiting requests per web process and per token."""
+    threads = web_threads(env)
+    key = "PUPIL_RECORDS_MAX_WAITING_REQUESTS"
+    max_waiting = _non_negative_int(env, key, threads // 2)
+    if max_waiting >= threads:
+        raise ConfigurationError(
+            f"{key}={max_waiting} must be less than PUPIL_RECORDS_THREADS={threads}, "
+            "so that threads stay free for requests that do not wait"
+        )
+    per_token = _positive_int(
+        env, "PUPIL_RECORDS_MAX_WAITING_PER_TOKEN", DEFAULT_MAX_WAITING_PER_TOKEN
+    )
+    return max_waiting, per_token
 
 
 def _secret(env: Mapping[str, str], key: str) -> str | None:
@@ -191,6 +226,16 @@ def _origins(raw: str) -> tuple[str, ...]:
 
 
 def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
+    return _int_setting(env, key, default, minimum=1)
+
+
+def _non_negative_int(env: Mapping[str, str], key: str, default: int) -> int:
+    return _int_setting(env, key, default, minimum=0)
+
+
+def _int_setting(
+    env: Mapping[str, str], key: str, default: int, *, minimum: int
+) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
@@ -198,8 +243,9 @@ def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{key}={raw!r} is not an integer") from None
-    if value <= 0:
-        raise ConfigurationError(f"{key}={raw!r} must be positive")
+    if value < minimum:
+        requirement = "positive" if minimum == 1 else f"at least {minimum}"
+        raise ConfigurationError(f"{key}={raw!r} must be {requirement}")
     return value
 
 

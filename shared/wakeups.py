@@ -6,6 +6,7 @@ commits. A `PostgresListener` keeps one dedicated connection that listens on
 the channel and wakes every waiter of the process. It reconnects with backoff
 after a lost connection, because psycopg does not. SQLite and the in-memory
 store have no notifications, so their followers poll at a short interval.
+A `WaitingLimiter` caps how many requests of a web process wait at once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -30,6 +33,8 @@ CHECK_SECONDS = 0.2
 RECONNECT_FIRST_SECONDS = 0.1
 RECONNECT_MAX_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 5
+# A `WaitingLimiter` logs its rejections at most this often.
+REJECTION_LOG_SECONDS = 60.0
 
 
 class ChangeSignal:
@@ -198,3 +203,97 @@ def open_change_signal(database_url: str, recorder: Any, purpose: str) -> Change
         return ChangeSignal(POLL_SECONDS)
     args = postgres_connect_args(database_url, purpose)
     return PostgresListener(args, channel).start()
+
+
+class WaitingLimiter:
+    """Caps the requests of one process that may wait at the same time.
+
+    A web worker has a fixed number of threads, and a request that waits (a
+    long-poll of the feed, a read with `min_position`) holds one of them. The
+    process-wide cap keeps threads free for other requests, such as `/healthz`,
+    and the per-client cap keeps one token from taking every waiting slot. A
+    request that gets no slot is served at once instead of waiting.
+    """
+
+    def __init__(self, max_waiting: int, max_waiting_per_client: int) -> None:
+        if max_waiting < 0 or max_waiting_per_client < 1:
+            raise ValueError(
+                "max_waiting must not be negative and max_waiting_per_client "
+                "must be at least 1"
+            )
+        self.max_waiting = max_waiting
+        self.max_waiting_per_client = max_waiting_per_client
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._by_client: dict[str, int] = {}
+        self._rejected = 0
+        self._rejected_since_log = 0
+        self._last_log = float("-inf")
+
+    @property
+    def waiting(self) -> int:
+        """The number of requests that hold a slot now."""
+        with self._lock:
+            return self._waiting
+
+    @property
+    def rejected(self) -> int:
+        """The number of requests refused a slot since the limiter was built."""
+        with self._lock:
+            return self._rejected
+
+    def try_acquire(self, client: str) -> bool:
+        """Take a waiting slot for `client`; return False when a cap is reached."""
+        with self._lock:
+            held = self._by_client.get(client, 0)
+            if (
+                self._waiting >= self.max_waiting
+                or held >= self.max_waiting_per_client
+            ):
+                self._count_rejection(held)
+                return False
+            self._waiting += 1
+            self._by_client[client] = held + 1
+            return True
+
+    def release(self, client: str) -> None:
+        """Give back a slot taken by `try_acquire(client)`."""
+        with self._lock:
+            held = self._by_client.get(client, 0)
+            if held <= 0:
+                raise RuntimeError(f"no waiting slot is held for {client!r}")
+            self._waiting -= 1
+            if held == 1:
+                del self._by_client[client]
+            else:
+                self._by_client[client] = held - 1
+
+    @contextmanager
+    def slot(self, client: str) -> Iterator[bool]:
+        """Hold a waiting slot for the block; yield whether one was granted."""
+        granted = self.try_acquire(client)
+        try:
+            yield granted
+        finally:
+            if granted:
+                self.release(client)
+
+    def _count_rejection(self, held_by_client: int) -> None:
+        # Called with the lock held. Rejections come in bursts, so they are
+        # logged at most once per interval, with the count since the last one.
+        self._rejected += 1
+        self._rejected_since_log += 1
+        now = time.monotonic()
+        if now - self._last_log < REJECTION_LOG_SECONDS:
+            return
+        logger.warning(
+            "%d request(s) served without waiting: %d of %d waiting "
+            "slots are in use, %d of %d by the latest client",
+            self._rejected_since_log,
+            self._waiting,
+            self.max_waiting,
+            held_by_client,
+            self.max_waiting_per_client,
+        )
+        self._rejected_since_log = 0
+        self._last_log = now

@@ -27,7 +27,8 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -75,16 +76,20 @@ from shared.problems import (
     validation,
 )
 from shared.security import add_security_headers, check_production, docs_policy
+from shared.wakeups import WaitingLimiter
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 METRICS_KEY = "pupil_records.metrics"
 METRICS_COLLECTORS_KEY = "pupil_records.metrics_collectors"
+WAITING_LIMITER_KEY = "pupil_records.waiting_limiter"
 # prometheus-client's multiprocess mode stores metric values in this folder.
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 OPENAPI_VERSION = "3.0.3"
 READINESS_RETRY_AFTER = 5
+# Retry-After of a `min_position` read that found every waiting slot taken.
+WAITING_FULL_RETRY_AFTER = 1
 POLL_FIRST_SECONDS = 0.02
 POLL_MAX_SECONDS = 0.05
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -172,6 +177,9 @@ def create_base_app(
             "OPENAPI_JSON_PATH": "openapi.json",
             "API_SPEC_OPTIONS": {"security": [{BEARER_SCHEME_NAME: []}]},
         }
+    )
+    app.extensions[WAITING_LIMITER_KEY] = WaitingLimiter(
+        settings.max_waiting_requests, settings.max_waiting_per_token
     )
     api = Api(app)
     _register_field_types(api)
@@ -331,10 +339,54 @@ def _readiness_reason(readiness: Callable[[], str | None]) -> str | None:
         return "the readiness check failed; see the service log"
 
 
+def waiting_limiter(app: Flask | None = None) -> WaitingLimiter:
+    """Return the cap on waiting requests of `app` (default: the current app)."""
+    target = app if app is not None else current_app
+    limiter: WaitingLimiter = target.extensions[WAITING_LIMITER_KEY]
+    return limiter
+
+
+@contextmanager
+def waiting_slot() -> Iterator[bool]:
+    """Hold a waiting slot for the current request; yield whether one was granted.
+
+    Slots are counted per token, or per remote address for a request
+    without a principal.
+    """
+    principal = g.get("principal")
+    if principal is not None:
+        client = f"token:{principal.token_id}"
+    else:
+        client = f"address:{request.remote_addr}"
+    with waiting_limiter().slot(client) as granted:
+        yield granted
+
+
 def wait_for_position(
     read_position: Callable[[], int], target: int, timeout: float
 ) -> int:
-    """Poll `read_position` until it reaches `target`; 503 after `timeout` s."""
+    """Poll `read_position` until it reaches `target`; 503 after `timeout` s.
+
+    The answer is 503 at once when the position is not reached yet and the
+    process has no waiting slot left for the request.
+    """
+    position = read_position()
+    if position >= target:
+        return position
+    with waiting_slot() as granted:
+        if not granted:
+            raise unavailable(
+                f"The read model has not reached position {target} (it is at "
+                f"{position}), and too many requests are waiting already; "
+                "retry later.",
+                retry_after=WAITING_FULL_RETRY_AFTER,
+            )
+        return _poll_position(read_position, target, timeout)
+
+
+def _poll_position(
+    read_position: Callable[[], int], target: int, timeout: float
+) -> int:
     deadline = time.monotonic() + timeout
     interval = POLL_FIRST_SECONDS
     while True:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -18,6 +19,7 @@ from services.records.web.testing import (
     make_client,
     pupil_body,
 )
+from shared.web import waiting_limiter
 
 EVENTS = "/api/v1/events"
 
@@ -254,3 +256,131 @@ def test_min_position_beyond_head_is_503(web):
 
     expect_problem(response, 503)
     assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_after_beyond_head_is_422(web):
+    web.register_pupil()
+    head = web.head()
+
+    response = web.get(EVENTS, "subscriber", {"after": head + 1}, project=False)
+
+    problem = expect_problem(response, 422)
+    assert problem["errors"] == {"query.after": [f"Must not be greater than {head}."]}
+    assert problem["head_position"] == head
+    assert f"position {head}" in problem["detail"]
+
+
+def test_after_on_empty_log_is_422(web):
+    response = web.get(EVENTS, "subscriber", {"after": 1, "wait": 5}, project=False)
+
+    problem = expect_problem(response, 422)
+    assert problem["head_position"] == 0
+
+
+# Waiting slots: the limits of one process on requests that wait.
+
+
+@pytest.fixture
+def limited_web(tmp_path: Path) -> Iterator[RecordsWebClient]:
+    """A records app that lets 2 requests wait at once, 1 per token."""
+    client = make_client(
+        tmp_path,
+        "memory://",
+        PUPIL_RECORDS_MIN_POSITION_TIMEOUT="5",
+        PUPIL_RECORDS_MAX_WAITING_REQUESTS="2",
+        PUPIL_RECORDS_MAX_WAITING_PER_TOKEN="1",
+    )
+    yield client
+    client.close()
+
+
+def long_poll_in_thread(
+    web: RecordsWebClient, role: str, query: dict[str, Any]
+) -> tuple[threading.Thread, list[Any]]:
+    """Start a feed request of `role` in a thread; its response lands in the list."""
+    client = web.app.test_client()
+    headers = web.headers(role)
+    url = f"{EVENTS}?{urlencode(query)}"
+    responses: list[Any] = []
+    thread = threading.Thread(target=lambda: responses.append(client.get(url, headers=headers)))
+    thread.start()
+    return thread, responses
+
+
+def wait_for_waiting(web: RecordsWebClient, count: int) -> None:
+    limiter = waiting_limiter(web.app)
+    deadline = time.monotonic() + 5
+    while limiter.waiting != count:
+        assert time.monotonic() < deadline, f"{limiter.waiting} requests wait"
+        time.sleep(0.01)
+
+
+def test_second_long_poll_of_token_answers_at_once(limited_web):
+    head = limited_web.head()
+    thread, first = long_poll_in_thread(
+        limited_web, "subscriber", {"after": head, "wait": 10}
+    )
+    wait_for_waiting(limited_web, 1)
+
+    started = time.monotonic()
+    page = feed(limited_web, {"after": head, "wait": 10})
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 5
+    assert page == {"events": [], "last_position": head, "head_position": head}
+    limited_web.register_pupil()
+    thread.join(timeout=10)
+    assert [event["type"] for event in first[0].get_json()["events"]] == [
+        "pupil.registered"
+    ]
+
+
+def test_long_polls_beyond_process_cap_answer_at_once(limited_web):
+    threads = [
+        long_poll_in_thread(limited_web, role, {"wait": 10})[0]
+        for role in ("subscriber", "archivist")
+    ]
+    wait_for_waiting(limited_web, 2)
+
+    started = time.monotonic()
+    page = feed(limited_web, {"wait": 10}, role="admin")
+
+    assert time.monotonic() - started < 5
+    assert page["events"] == []
+    limited_web.register_pupil()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert waiting_limiter(limited_web.app).waiting == 0
+
+
+def test_min_position_without_slot_is_503_at_once(limited_web):
+    thread, _ = long_poll_in_thread(limited_web, "subscriber", {"wait": 10})
+    wait_for_waiting(limited_web, 1)
+
+    started = time.monotonic()
+    response = limited_web.get(
+        EVENTS, "subscriber", {"min_position": 5}, project=False
+    )
+
+    assert time.monotonic() - started < 4
+    problem = expect_problem(response, 503)
+    assert "too many requests are waiting" in problem["detail"]
+    assert response.headers["Retry-After"] == "1"
+    limited_web.register_pupil()
+    thread.join(timeout=10)
+
+
+def test_reached_min_position_needs_no_slot(limited_web):
+    pupil = limited_web.register_pupil()
+    thread, _ = long_poll_in_thread(
+        limited_web, "subscriber", {"after": limited_web.head(), "wait": 10}
+    )
+    wait_for_waiting(limited_web, 1)
+
+    response = limited_web.get(
+        EVENTS, "subscriber", {"min_position": pupil["position"]}, project=False
+    )
+
+    assert response.status_code == 200
+    limited_web.register_pupil(surname="Петров")
+    thread.join(timeout=10)

@@ -213,7 +213,7 @@ def test_gunicorn_conf_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert conf.bind == ["127.0.0.1:8000"]
     assert conf.workers == 2
-    assert conf.threads == 4
+    assert conf.threads == 16
     assert conf.worker_class == "gthread"
     assert conf.preload_app is False
     assert conf.accesslog == "-"
@@ -264,7 +264,7 @@ def test_gunicorn_conf_loads_in_gunicorn(monkeypatch: pytest.MonkeyPatch) -> Non
 
     assert config.bind == ["127.0.0.1:9911"]
     assert config.workers == 3
-    assert config.threads == 4
+    assert config.threads == 16
     assert config.worker_class_str == "gthread"
     assert config.preload_app is False
     assert config.accesslog == "-"

@@ -14,8 +14,9 @@ from services.records.web.common import Body, records
 from services.records.web.runtime import get_runtime
 from services.records.web.schemas import TimestampString
 from shared.fields import QueryInteger, limit_field, min_position_field
+from shared.problems import Problem
 from shared.wakeups import ChangeSignal
-from shared.web import Blueprint, wait_for_position
+from shared.web import Blueprint, wait_for_position, waiting_slot
 
 MAX_WAIT_SECONDS = 30
 
@@ -33,7 +34,10 @@ class EventFeedQueryArgsSchema(ma.Schema):
     after = QueryInteger(
         load_default=0,
         validate=ma.validate.Range(min=0),
-        metadata={"description": "Answer events after this records position"},
+        metadata={
+            "description": "Answer events after this records position; "
+            "a position beyond the head of the log is invalid (422)"
+        },
     )
     limit = limit_field()
     type = ma.fields.List(
@@ -85,11 +89,39 @@ class Events(MethodView):
         application = records()
         if query["min_position"] is not None:
             wait_for_min_position(application, query["min_position"])
+        check_after(application, query["after"])
         types: list[str] = query["type"]
         if query["wait"] > 0:
-            signal = get_runtime().change_signal()
-            wait_for_event(application, signal, query["after"], types, query["wait"])
+            # Without a free waiting slot the feed answers with what it has
+            # now, as a long-poll whose time ran out would.
+            with waiting_slot() as granted:
+                if granted:
+                    signal = get_runtime().change_signal()
+                    wait_for_event(
+                        application, signal, query["after"], types, query["wait"]
+                    )
         return read_feed(application, query["after"], query["limit"], types)
+
+
+def check_after(application: RecordsApplication, after: int) -> None:
+    """Reject (422) an `after` beyond the head of the records log.
+
+    A consumer whose stored position is ahead of the log (a corrupted
+    position, or a records database that was replaced by an older one) would
+    otherwise skip every event until the head passed that position.
+    """
+    head = application.head_position()
+    if after <= head:
+        return
+    raise Problem(
+        422,
+        f"after={after} is beyond the head of the records log, position "
+        f"{head}. A consumer's stored position must come from an earlier "
+        "answer's last_position; if the records database was replaced or "
+        "reset, reset the consumer as well.",
+        errors={"query.after": [f"Must not be greater than {head}."]},
+        head_position=head,
+    )
 
 
 def wait_for_min_position(application: RecordsApplication, position: int) -> None:
