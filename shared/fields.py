@@ -27,6 +27,11 @@ TEXT_MAX_LENGTH = 2000
 DOCUMENT_NUMBER_MAX_LENGTH = 50
 MAX_CURSOR_LENGTH = 1024
 SETTINGS_CONFIG_KEY = "SETTINGS"
+# Civil dates the API accepts. A centre's records start after 1900, and with
+# 2999 as the last year, a deadline thousands of years later still fits in
+# `datetime.date` (year 9999 at most).
+MIN_DATE = date(1900, 1, 1)
+MAX_DATE = date(2999, 12, 31)
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ISO_TIMESTAMP = re.compile(
@@ -57,12 +62,17 @@ def centre_today() -> date:
 
 
 class StrictDate(ma.fields.Field[date]):
-    """A civil date written exactly as `YYYY-MM-DD`."""
+    """A civil date written exactly as `YYYY-MM-DD`, from `MIN_DATE` to `MAX_DATE`.
+
+    The range keeps date arithmetic inside `datetime.date`: a day before an
+    effective date, or a retention deadline some years after a closure.
+    """
 
     default_error_messages = {
         "invalid": "Not a valid date; expected a string YYYY-MM-DD.",
         "format": "Not a valid date: expected YYYY-MM-DD, got {input!r}.",
         "impossible": "{input} is not a valid calendar date: {reason}.",
+        "out_of_range": "{input} is out of range; expected a date from {min} to {max}.",
     }
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
@@ -78,9 +88,17 @@ class StrictDate(ma.fields.Field[date]):
         if not _ISO_DATE.fullmatch(value):
             raise self.make_error("format", input=value[:40])
         try:
-            return date.fromisoformat(value)
+            parsed = date.fromisoformat(value)
         except ValueError as error:
             raise self.make_error("impossible", input=value, reason=error) from None
+        if not MIN_DATE <= parsed <= MAX_DATE:
+            raise self.make_error(
+                "out_of_range",
+                input=value,
+                min=MIN_DATE.isoformat(),
+                max=MAX_DATE.isoformat(),
+            )
+        return parsed
 
 
 class PastOrToday(validate.Validator):
@@ -109,6 +127,9 @@ class UtcTimestamp(ma.fields.Field[datetime]):
             "Not a valid timestamp; expected ISO 8601 with a time zone, "
             "e.g. 2024-05-01T09:30:00Z."
         ),
+        "out_of_range": (
+            "{input} is out of range: in UTC it falls outside the years 1 to 9999."
+        ),
     }
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
@@ -122,9 +143,14 @@ class UtcTimestamp(ma.fields.Field[datetime]):
         if not isinstance(value, str) or not _ISO_TIMESTAMP.fullmatch(value):
             raise self.make_error("invalid")
         try:
-            return datetime.fromisoformat(value).astimezone(UTC)
+            local = datetime.fromisoformat(value)
         except ValueError:
             raise self.make_error("invalid") from None
+        try:
+            # An offset can push 0001-01-01 or 9999-12-31 past datetime's range.
+            return local.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("out_of_range", input=value) from None
 
 
 def _is_blank_char(char: str) -> bool:

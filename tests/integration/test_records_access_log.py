@@ -333,6 +333,8 @@ BAD_QUERIES = [
     ({"pupil_id": "Иванов"}, "query.pupil_id"),
     ({"from": "2024-13-01T00:00:00Z"}, "query.from"),
     ({"from": "2025-01-02T00:00:00Z", "to": "2025-01-01T00:00:00Z"}, "query.to"),
+    ({"from": "0001-01-01T00:00:00+01:00"}, "query.from"),
+    ({"to": "9999-12-31T23:59:59-14:00"}, "query.to"),
     ({"limit": 1001}, "query.limit"),
     ({"surname": "Иванов"}, "query.surname"),
 ]

@@ -234,6 +234,8 @@ def test_enrol_twice_is_409(web, enrolled):
         ({"order": {"number": "1", "date": "2999-01-01"}}, "order.date"),
         ({"order": {"number": "1"}}, "order.date"),
         ({"effective_date": None}, "effective_date"),
+        ({"effective_date": "0001-01-01"}, "effective_date"),
+        ({"effective_date": "9999-12-31"}, "effective_date"),
     ],
 )
 def test_enrol_rejects_invalid_body(web, changes, path):
@@ -445,6 +447,8 @@ def test_expel_before_enrolment_date_is_409(web, enrolled):
         ({"ground": "other", "ground_detail": "  "}, "ground_detail"),
         ({"ground": "absence"}, "ground"),
         ({"order": {"number": "1", "date": "2999-12-31"}}, "order.date"),
+        ({"effective_date": "9999-12-31"}, "effective_date"),
+        ({"effective_date": "3000-01-01"}, "effective_date"),
     ],
 )
 def test_expel_rejects_invalid_body(web, changes, path):

@@ -69,6 +69,19 @@ def test_strict_date_rejects_impossible(text: str):
     assert f"{text} is not a valid calendar date" in error(StrictDate(), text)[0]
 
 
+@pytest.mark.parametrize("text", ["0001-01-01", "1899-12-31", "3000-01-01", "9999-12-31"])
+def test_strict_date_rejects_out_of_range(text: str):
+    message = error(StrictDate(), text)[0]
+
+    assert f"{text} is out of range" in message
+    assert "1900-01-01 to 2999-12-31" in message
+
+
+@pytest.mark.parametrize("text", ["1900-01-01", "2999-12-31"])
+def test_strict_date_accepts_range_ends(text: str):
+    assert load(StrictDate(), text) == date.fromisoformat(text)
+
+
 @pytest.mark.parametrize("value", [20240101, None, True, ["2024-01-01"]])
 def test_strict_date_rejects_non_strings(value: Any):
     assert error(StrictDate(allow_none=False), value)
@@ -125,6 +138,30 @@ def test_timestamp_loads_as_utc(text: str, expected: datetime):
 )
 def test_timestamp_rejects_invalid(text: str):
     assert error(UtcTimestamp(), text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00+01:00",
+        "0001-01-01T00:59:59+01:00",
+        "9999-12-31T23:59:59-14:00",
+        "9999-12-31T10:00:00-14:00",
+    ],
+)
+def test_timestamp_outside_utc_range_is_invalid(text: str):
+    assert f"{text} is out of range" in error(UtcTimestamp(), text)[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0001-01-01T00:00:00-01:00", datetime(1, 1, 1, 1, tzinfo=UTC)),
+        ("9999-12-31T23:00:00+14:00", datetime(9999, 12, 31, 9, tzinfo=UTC)),
+    ],
+)
+def test_timestamp_at_range_ends_loads(text: str, expected: datetime):
+    assert load(UtcTimestamp(), text) == expected
 
 
 # Text and Name
