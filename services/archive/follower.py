@@ -49,6 +49,8 @@ READ_MARGIN_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
 # Wrong tokens and malformed pages need a person, so they are retried slowly.
 SLOW_RETRY_SECONDS = 30.0
+# The longest part of a rejected request's problem detail that is logged.
+PROBLEM_DETAIL_MAX_CHARS = 400
 # How often a blocked feed request checks whether the follower must stop.
 STOP_POLL_SECONDS = 0.2
 # While failures repeat, every this many attempts is logged as a warning.
@@ -120,7 +122,9 @@ class FeedClient:
         if status == 429 or status >= 500:
             raise FeedUnavailableError(f"GET {self.url} returned HTTP {status}")
         if status != 200:
-            raise FeedRejectedError(f"GET {self.url} returned HTTP {status}")
+            raise FeedRejectedError(
+                f"GET {self.url} returned HTTP {status}{_problem_detail(response)}"
+            )
         try:
             body = response.json()
         except ValueError:
@@ -130,6 +134,22 @@ class FeedClient:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._session.close()
+
+
+def _problem_detail(response: requests.Response) -> str:
+    """Return ": <detail>" of a problem+json response, or "" without one.
+
+    The records service's details name positions and fields, never personal
+    data, so they are safe to log.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, str) or not detail.strip():
+        return ""
+    return f": {detail.strip().rstrip('.')[:PROBLEM_DETAIL_MAX_CHARS]}"
 
 
 class Follower:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -10,12 +11,15 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
+import pytest
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from services.archive import follower
+from services.archive.application import ArchiveApplication
+from services.archive.domain.schedule import load_schedule
 from services.archive.projection import FOLLOWER_NAME, PROJECTOR_NAME
-from services.archive.readmodels import get_entry
+from services.archive.readmodels import RetentionProjector, get_entry
 from services.records.application import RecordsApplication
 from services.records.keys import load_master_key
 from services.records.web import create_app, get_runtime
@@ -23,7 +27,7 @@ from shared.actor import acting_as
 from shared.auth import TokenStore
 from shared.config import Settings
 from shared.heartbeats import read_heartbeats
-from shared.storage import create_sql_engine
+from shared.storage import create_sql_engine, eventsourcing_env
 from tests.conftest import REGISTRAR
 
 
@@ -134,3 +138,59 @@ def test_follower_survives_records_restart(tmp_path: Path) -> None:
     assert not worker.is_alive()
     assert beats[FOLLOWER_NAME].head == head
     assert beats[PROJECTOR_NAME].position == beats[PROJECTOR_NAME].head
+
+
+def test_follower_reports_replaced_records_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="services.archive.follower")
+    port = free_port()
+    first = Settings.from_env(environ={}, data_dir=tmp_path / "first")
+    token = TokenStore(first.tokens_file).issue("subscriber", "Архив")
+    # A fresh records store that accepts the same token, as after a restore
+    # of an empty or older database.
+    replacement = Settings.from_env(
+        {"PUPIL_RECORDS_TOKENS_FILE": str(first.tokens_file)},
+        data_dir=tmp_path / "replacement",
+    )
+    records = RecordsApplication(
+        first.records_database_url, master_key=load_master_key(first)
+    )
+    register(records, "Допереставкина")
+    head = records.head_position()
+    archive_url = f"sqlite:///{tmp_path / 'archive.sqlite'}"
+    archive = ArchiveApplication(env=eventsourcing_env(archive_url))
+    engine = create_sql_engine(archive_url, writer=True)
+    worker = follower.Follower(
+        archive,
+        RetentionProjector(archive, engine, load_schedule()),
+        follower.FeedClient(f"http://127.0.0.1:{port}", token),
+        long_poll_seconds=1,
+        slow_retry_seconds=0.5,
+    )
+    server = RecordsServer(first, port)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: archive.processed_position() == head, 30, "the head")
+        server.crash()
+        server = RecordsServer(replacement, port)
+        time.sleep(3.0)
+        processed = archive.processed_position()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        server.crash()
+        engine.dispose()
+        archive.close()
+        records.close()
+
+    assert not thread.is_alive()
+    assert processed == head
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors
+    assert "HTTP 422" in errors[0]
+    assert f"after={head} is beyond the head of the records log" in errors[0]
+    # One attempt per slow retry, not a tight loop.
+    assert len(errors) <= 10
