@@ -66,7 +66,10 @@ def eventsourcing_env(url: str) -> dict[str, str]:
             "POSTGRES_PASSWORD": parsed.password or "",
             "POSTGRES_CONNECT_TIMEOUT": str(POSTGRES_POOL_TIMEOUT_SECONDS),
             "POSTGRES_LOCK_TIMEOUT": "10",
-            "POSTGRES_PRE_PING": "y",
+            # No ping before each use of a pooled connection: it would cost
+            # every call a round trip, and the library retries a call whose
+            # connection the server dropped.
+            "POSTGRES_PRE_PING": "n",
         }
         schema = parsed.query.get("schema")
         if isinstance(schema, str) and schema:
@@ -110,9 +113,8 @@ def create_sql_engine(url: str, *, writer: bool = False, **options: Any) -> Engi
         connect_args: dict[str, Any] = {"connect_timeout": 5}
         if isinstance(schema, str) and schema:
             connect_args["options"] = f"-csearch_path={schema}"
-        return create_engine(
-            target, pool_pre_ping=True, connect_args=connect_args, **options
-        )
+        options.setdefault("pool_pre_ping", True)
+        return create_engine(target, connect_args=connect_args, **options)
     raise ConfigurationError(f"unsupported database URL {_safe(parsed)}")
 
 

@@ -48,7 +48,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from shared.clock import iso_utc, utc_now
 from shared.config import ConfigurationError, Settings
@@ -473,7 +473,7 @@ class SqlKeyRing(KeyRing):
 
     def __init__(self, database_url: str, master: MasterKey) -> None:
         super().__init__(master)
-        self.reader = create_sql_engine(database_url)
+        self.reader = create_sql_engine(database_url, pool_pre_ping=False)
         self.writer = create_sql_engine(database_url, writer=True)
         try:
             _create_tables(self.writer)
@@ -516,16 +516,15 @@ class SqlKeyRing(KeyRing):
             ).scalar()
 
     def _read(self, pupil_id: UUID) -> StoredKey | None:
-        with self.reader.connect() as connection:
-            row = connection.execute(
-                select(
-                    pupil_data_keys.c.wrapped_key, pupil_data_keys.c.destroyed_at
-                ).where(pupil_data_keys.c.pupil_id == str(pupil_id))
-            ).first()
-        if row is None:
+        rows = self._fetch(
+            select(pupil_data_keys.c.wrapped_key, pupil_data_keys.c.destroyed_at).where(
+                pupil_data_keys.c.pupil_id == str(pupil_id)
+            )
+        )
+        if not rows:
             return None
         return StoredKey(
-            wrapped=row.wrapped_key, destroyed=row.destroyed_at is not None
+            wrapped=rows[0].wrapped_key, destroyed=rows[0].destroyed_at is not None
         )
 
     def _read_destroyed(self, pupil_ids: set[UUID]) -> set[UUID]:
@@ -534,19 +533,34 @@ class SqlKeyRing(KeyRing):
         if len(pupil_ids) == 1:
             # Every command on a pupil asks this; one built statement serves it.
             (pupil_id,) = pupil_ids
-            with self.reader.connect() as connection:
-                found = connection.execute(
-                    DESTROYED_KEY_QUERY, {"pupil_id": str(pupil_id)}
-                ).first()
-            return {pupil_id} if found is not None else set()
-        with self.reader.connect() as connection:
-            rows = connection.execute(
-                select(pupil_data_keys.c.pupil_id).where(
-                    pupil_data_keys.c.pupil_id.in_([str(i) for i in pupil_ids]),
-                    pupil_data_keys.c.destroyed_at.is_not(None),
-                )
-            ).scalars()
-            return {UUID(pupil_id) for pupil_id in rows}
+            found = self._fetch(DESTROYED_KEY_QUERY, {"pupil_id": str(pupil_id)})
+            return {pupil_id} if found else set()
+        rows = self._fetch(
+            select(pupil_data_keys.c.pupil_id).where(
+                pupil_data_keys.c.pupil_id.in_([str(i) for i in pupil_ids]),
+                pupil_data_keys.c.destroyed_at.is_not(None),
+            )
+        )
+        return {UUID(row.pupil_id) for row in rows}
+
+    def _fetch(
+        self, statement: Any, parameters: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """Run a read; a pooled connection the server dropped is replaced once.
+
+        The reader does not ping each connection before use, which would cost
+        every command a round trip; after a server restart the first read on
+        a stale connection fails, the pool drops its old connections, and the
+        read runs again on a new one.
+        """
+        for attempt in (1, 2):
+            try:
+                with self.reader.connect() as connection:
+                    return list(connection.execute(statement, parameters or {}))
+            except DBAPIError as error:
+                if attempt == 2 or not error.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     def _insert(self, pupil_id: UUID, wrapped: bytes) -> bool:
         try:

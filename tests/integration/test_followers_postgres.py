@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -294,3 +294,21 @@ def test_archive_projector_wakes_on_notify(postgres_server):
 
     assert beats[PROJECTOR_NAME].position == head
     assert beats[PROJECTOR_NAME].head == head
+
+
+
+def test_commands_carry_on_after_connections_are_dropped(records_url, records_app):
+    # Neither the event store's pool nor the key ring's pings a connection
+    # before use; after the server ends their sessions, the next reads and
+    # writes meet dead connections and must replace them by themselves.
+    first_id, _ = register(records_app)
+    first = UUID(first_id)
+    assert records_app.pupil(first).name == "Олег"
+
+    assert terminate_backends(records_url) >= 2
+
+    second_id, position = register(records_app)
+    assert records_app.key_ring.is_destroyed(first) is False
+    assert records_app.pupil(UUID(second_id)).name == "Олег"
+    assert records_app.pupil(first).name == "Олег"
+    assert position == records_app.head_position()
