@@ -222,6 +222,71 @@ class Name(Text):
         super().__init__(max_length=max_length, multiline=False, **kwargs)
 
 
+# Scripts whose letters look alike (Cyrillic "а", Latin "a", Greek "α"). A
+# word that mixes them reads like a word of one script but compares
+# unequal to it, so it would slip past duplicate detection.
+CONFUSABLE_SCRIPTS = ("CYRILLIC", "LATIN", "GREEK")
+# Characters that separate the words of a name, besides white space.
+_WORD_SEPARATORS = re.compile(r"[\s\-\u2010\u2011'\u2019.]+")
+
+
+def _script_of(char: str) -> str | None:
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    char_name = unicodedata.name(char, "")
+    for script in CONFUSABLE_SCRIPTS:
+        if char_name.startswith(script + " "):
+            return script
+    return None
+
+
+def mixed_scripts(text: str) -> list[str]:
+    """Return the look-alike scripts of the first word of `text` that mixes them.
+
+    Words are separated by white space, hyphens, apostrophes and full stops,
+    so "Иванова-Smith" is two words of one script each. The list is empty when
+    no word mixes scripts.
+    """
+    for word in _WORD_SEPARATORS.split(text):
+        scripts = {_script_of(char) for char in word} - {None}
+        if len(scripts) > 1:
+            return [script for script in CONFUSABLE_SCRIPTS if script in scripts]
+    return []
+
+
+class PersonName(Name):
+    """A surname, first name or patronymic.
+
+    On top of `Name`, it rejects format characters left inside the name after
+    trimming (zero-width spaces, joiners, bidi marks and overrides) and a word
+    that mixes Cyrillic, Latin or Greek letters. Both would let a name that
+    looks like a registered one pass the duplicate check.
+    """
+
+    default_error_messages = {
+        "format_character": (
+            "Contains the invisible format character U+{code:04X} inside the "
+            "name; remove it."
+        ),
+        "mixed_scripts": (
+            "Mixes {scripts} letters in one word; type each word in one alphabet."
+        ),
+    }
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        for char in text:
+            if unicodedata.category(char) == "Cf":
+                raise self.make_error("format_character", code=ord(char))
+        scripts = mixed_scripts(text)
+        if scripts:
+            names = " and ".join(script.capitalize() for script in scripts)
+            raise self.make_error("mixed_scripts", scripts=names)
+        return text
+
+
 class StrictInteger(ma.fields.Integer):
     """A JSON integer: booleans, floats and numeric strings are invalid."""
 

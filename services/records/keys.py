@@ -351,6 +351,17 @@ class KeyRing(ABC):
             raise DataKeyDestroyedError(pupil_id)
         return key
 
+    def new_key(self, pupil_id: UUID) -> bytes:
+        """Make the data key of a newly registered pupil, without looking first.
+
+        Should the pupil have a key already, that key is returned; raises
+        `DataKeyDestroyedError` when it was destroyed.
+        """
+        key = self._create(pupil_id)
+        if key is None:
+            raise DataKeyDestroyedError(pupil_id)
+        return key
+
     def is_destroyed(self, pupil_id: UUID) -> bool:
         """Tell whether the pupil's key was destroyed, reading the store now."""
         return pupil_id in self.destroyed_among([pupil_id])

@@ -139,7 +139,11 @@ class SealingMapper(Mapper[UUID]):
                     f"{envelope.topic} has no entry in PUPIL_SEALED_FIELDS; list "
                     "its personal fields there before storing it"
                 )
-            if fields:
+            if envelope.topic == Pupil.Registered.TOPIC:
+                # A registration starts a new pupil, who has no key to look up.
+                key = self.key_ring.new_key(envelope.originator_id)
+                self._seal_fields(key, envelope, envelope.originator_id, state, fields)
+            elif fields:
                 key = self.key_ring.ensure_key(envelope.originator_id)
                 self._seal_fields(key, envelope, envelope.originator_id, state, fields)
         elif envelope.topic in ATTENDANCE_TOPICS:

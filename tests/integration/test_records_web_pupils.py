@@ -170,6 +170,45 @@ def test_register_duplicate_is_409_with_existing_id(backend_web):
     assert backend_web.head() == head
 
 
+LOOK_ALIKE_SURNAMES = [
+    ("Ёлки\u200bна", "U+200B"),
+    ("Ёлкин\u202eа", "U+202E"),
+    ("Ёл\u00adкина", "U+00AD"),
+    ("Ёлкинa", "Cyrillic and Latin"),
+]
+
+
+@pytest.mark.parametrize(("surname", "words"), LOOK_ALIKE_SURNAMES)
+def test_register_look_alike_surname_is_422(backend_web, surname, words):
+    backend_web.register_pupil(surname="Ёлкина")
+    head = backend_web.head()
+
+    response = backend_web.post(PUPILS, pupil_body(surname=surname), "registrar")
+
+    body = expect_problem(response, 422)
+    assert list(body["errors"]) == ["surname"]
+    assert words in body["errors"]["surname"][0]
+    assert backend_web.head() == head
+
+
+@pytest.mark.parametrize(
+    "surname",
+    ["Елкина", unicodedata.normalize("NFD", "Ёлкина"), "\u202eЁлкина", "Ёлкина\u200b"],
+)
+def test_register_respelled_surname_is_duplicate(backend_web, surname):
+    first = backend_web.register_pupil(surname="Ёлкина")
+
+    response = backend_web.post(PUPILS, pupil_body(surname=surname), "registrar")
+
+    assert expect_problem(response, 409)["existing_id"] == first["id"]
+
+
+def test_register_mixed_script_patronymic_is_422(web):
+    response = web.post(PUPILS, pupil_body(patronymic="Сергeевич"), "registrar")
+
+    assert list(expect_problem(response, 422)["errors"]) == ["patronymic"]
+
+
 def test_register_is_registrar_only(web):
     for role in ("methodist", "specialist", "admin", "inspector", "subscriber"):
         expect_problem(web.post(PUPILS, pupil_body(), role), 403)

@@ -174,6 +174,27 @@ def test_key_made_once_per_pupil(ring_factory):
     assert ring.ensure_key(uuid4()) != first
 
 
+def test_new_key_made_without_lookup_and_kept(ring_factory):
+    ring = ring_factory(MasterKey.generate())
+    pupil_id = uuid4()
+
+    made = ring.new_key(pupil_id)
+
+    assert len(made) == 32
+    assert ring.new_key(pupil_id) == made
+    assert ring.key_for(pupil_id) == made
+
+
+def test_new_key_refused_after_destruction(ring_factory):
+    ring = ring_factory(MasterKey.generate())
+    pupil_id = uuid4()
+    ring.new_key(pupil_id)
+    ring.destroy(pupil_id)
+
+    with pytest.raises(DataKeyDestroyedError):
+        ring.new_key(pupil_id)
+
+
 def test_unknown_pupil_has_no_key(ring_factory):
     ring = ring_factory(MasterKey.generate())
 

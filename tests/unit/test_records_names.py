@@ -7,7 +7,7 @@ from datetime import date
 from uuid import NAMESPACE_URL, uuid5
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from services.records.domain.names import normalise_name, normalised_full_name
@@ -141,6 +141,63 @@ def test_respelled_name_keeps_identity(parts, data):
     )
 
     assert identity(normal_form, "Анна", None) == identity(" ".join(parts), "анна", "")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["Ёлки\u200bна", "\u202eЁлкина", "Ёлкина\u202c", "Ёл\u00adкина", "Ёлки\u2066на\u2069"],
+)
+def test_format_characters_ignored(variant):
+    assert normalise_name(variant) == normalise_name("Ёлкина")
+
+
+def test_control_characters_ignored():
+    assert normalise_name("Ёлки\x00на\x7f") == normalise_name("Ёлкина")
+
+
+def test_dropped_format_character_joins_combining_mark():
+    assert normalise_name("Е\u200b\u0308лкина") == normalise_name("Ёлкина")
+
+
+def test_only_format_characters_normalise_to_blank():
+    assert normalise_name("\u200b\u200d\ufeff") == ""
+    assert normalised_full_name("Иванов", "Пётр", "\u200b") == "иванов петр"
+
+
+def test_identity_ignores_format_characters():
+    assert identity("Ёлки\u200bна", "Анна", None) == identity("Елкина", "Анна", None)
+
+
+# Identity ids computed before format characters were dropped: they must stay
+# the same for names without such characters.
+KNOWN_IDENTITIES = [
+    (("Иванов", "Пётр", "Сергеевич"), "0d02064c-bad4-4d6b-bf94-4d2e66b79acf"),
+    (("Ёлкина", "Анна", None), "7500909a-a090-4e78-ba2b-71bba01e11b8"),
+]
+
+
+@pytest.mark.parametrize(("parts", "expected"), KNOWN_IDENTITIES)
+def test_identity_ids_stay_stable(parts, expected):
+    assert str(identity(*parts)) == expected
+
+
+@given(st.text())
+def test_visible_names_fold_as_before(text):
+    assume(not any(unicodedata.category(char) in ("Cf", "Cc") for char in text))
+    earlier = unicodedata.normalize("NFC", text).casefold().replace("ё", "е")
+
+    assert normalise_name(text) == " ".join(earlier.split())
+
+
+@given(st.text())
+def test_invisible_characters_never_change_key(text):
+    visible = "".join(
+        char
+        for char in text
+        if char.isspace() or unicodedata.category(char) not in ("Cf", "Cc")
+    )
+
+    assert normalise_name(text) == normalise_name(visible)
 
 
 @given(st.text())

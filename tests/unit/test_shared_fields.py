@@ -22,6 +22,7 @@ from shared.fields import (
     OrderSchema,
     PageQuerySchema,
     PastOrToday,
+    PersonName,
     QueryInteger,
     StrictDate,
     StrictInteger,
@@ -32,6 +33,7 @@ from shared.fields import (
     decode_cursor,
     encode_cursor,
     min_position_field,
+    mixed_scripts,
 )
 
 
@@ -201,6 +203,64 @@ def test_multiline_text_allows_line_breaks():
 def test_text_max_length():
     assert load(Name(max_length=3), " абв ") == "абв"
     assert "3" in error(Name(max_length=3), "абвг")[0]
+
+
+# PersonName
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("Ёлки\u200bна", "U+200B"),
+        ("Тест\u202eовая", "U+202E"),
+        ("Анна\u200dМария", "U+200D"),
+        ("Ива\u00adнов", "U+00AD"),
+        ("Ива\u2066нов", "U+2066"),
+        ("Ива\ufeffнов", "U+FEFF"),
+    ],
+)
+def test_person_name_rejects_inner_format_character(value: str, code: str):
+    [message] = error(PersonName(), value)
+
+    assert f"format character {code}" in message
+
+
+@pytest.mark.parametrize("value", ["Ива\x00нов", "Ива\x1bнов", "Ива\u0085нов"])
+def test_person_name_rejects_control_character(value: str):
+    assert error(PersonName(), value) == ["Contains a control character."]
+
+
+def test_person_name_trims_format_characters_at_ends():
+    assert load(PersonName(), "\u202eТест\u200b ") == "Тест"
+
+
+@pytest.mark.parametrize(
+    ("value", "scripts"),
+    [
+        ("Ёлкинa", "Cyrillic and Latin"),
+        ("Ivanоv", "Cyrillic and Latin"),
+        ("Анна Мaрия", "Cyrillic and Latin"),
+        ("Петрοва", "Cyrillic and Greek"),
+    ],
+)
+def test_person_name_rejects_mixed_scripts_in_word(value: str, scripts: str):
+    [message] = error(PersonName(), value)
+
+    assert f"Mixes {scripts} letters in one word" in message
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Иванова-Smith", "Анна Mary", "O'Коннор", "Д'Артаньян", "Müller", "Ёлкина", "Жан-Поль"],
+)
+def test_person_name_accepts_one_script_per_word(value: str):
+    assert load(PersonName(), value) == value
+
+
+def test_mixed_scripts_lists_scripts_in_fixed_order():
+    assert mixed_scripts("aб") == ["CYRILLIC", "LATIN"]
+    assert mixed_scripts("бa б a") == ["CYRILLIC", "LATIN"]
+    assert mixed_scripts("б a") == []
 
 
 @pytest.mark.parametrize("value", [5, None, ["a"], {"a": 1}])

@@ -20,6 +20,7 @@ from shared.fields import (
     Name,
     OrderSchema,
     PastOrToday,
+    PersonName,
     ProtocolSchema,
     StrictDate,
     StrictInteger,
@@ -49,9 +50,9 @@ def _scores_field(**kwargs: Any) -> ma.fields.Dict:
 class PupilRegistrationSchema(ma.Schema):
     """A pupil to register; `opened_on` defaults to today in the centre."""
 
-    surname = Name(required=True)
-    name = Name(required=True)
-    patronymic = Name(load_default=None, allow_none=True)
+    surname = PersonName(required=True)
+    name = PersonName(required=True)
+    patronymic = PersonName(load_default=None, allow_none=True)
     birth_date = StrictDate(required=True, validate=PastOrToday())
     opened_on = StrictDate(
         load_default=None,
