@@ -8,8 +8,10 @@ import errno
 import json
 import logging
 import os
+import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -46,6 +48,18 @@ RESTART_DELAY_MAX_SECONDS = 30.0
 STABLE_UPTIME_SECONDS = 60.0
 POLL_INTERVAL_SECONDS = 0.2
 PROBE_TIMEOUT_SECONDS = 2.0
+# How long to wait for the rest of an ended child's output before reading it.
+OUTPUT_DRAIN_SECONDS = 2.0
+# Error lines of a failed child that a start-up error repeats.
+FAILURE_LINES = 3
+# The data dir contains decrypted names in the read models, keys and tokens,
+# so what `run` and its children create there is for the owner only.
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+# Files of the data dir that `run` makes private when an earlier version or
+# another tool left them open to other users.
+PRIVATE_FILE_PATTERNS = ("*.sqlite", "*.sqlite-wal", "*.sqlite-shm", "*.json", "*.key")
 
 
 class RunnerError(Exception):
@@ -99,7 +113,12 @@ def metrics_dir(settings: Settings, service: str) -> Path:
 
 def logs_dir(settings: Settings) -> Path:
     """Return the folder where `run` writes one log file per process."""
-    return settings.data_dir / LOGS_DIR_NAME
+    return logs_dir_of(settings.data_dir)
+
+
+def logs_dir_of(data_dir: Path) -> Path:
+    """Return the folder of the process logs in `data_dir`."""
+    return data_dir / LOGS_DIR_NAME
 
 
 @contextmanager
@@ -289,6 +308,8 @@ class Child:
     failures: int = 0
     restart_at: float | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
+    # Size of the log file when the process last started, where its output begins.
+    log_offset: int = 0
 
     @property
     def name(self) -> str:
@@ -296,6 +317,10 @@ class Child:
 
     def start(self, sink: OutputSink) -> None:
         """Start the process and copy its output to the sink and its log file."""
+        try:
+            self.log_offset = self.log_file.stat().st_size
+        except FileNotFoundError:
+            self.log_offset = 0
         self.process = subprocess.Popen(
             self.spec.argv,
             env=dict(self.spec.env),
@@ -304,6 +329,7 @@ class Child:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            umask=PRIVATE_UMASK,
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -324,6 +350,16 @@ class Child:
     def running(self) -> bool:
         """Whether the process was started and has not ended."""
         return self.process is not None and self.process.poll() is None
+
+    def failure_lines(self) -> list[str]:
+        """Return the error lines of the process's latest output, for a message.
+
+        Waits briefly for the output copier, because the last lines may still
+        be in the pipe when the process has ended.
+        """
+        if self.reader is not None:
+            self.reader.join(timeout=OUTPUT_DRAIN_SECONDS)
+        return error_lines(self.log_file, self.log_offset)
 
     def schedule_restart(self, now: float) -> float:
         """Count a failure and return the delay before the next start."""
@@ -354,6 +390,48 @@ class Child:
             log.error("%s (pid %d) survived SIGKILL", self.name, self.process.pid)
 
 
+# Lines that gunicorn writes around every failed boot. They never name the cause.
+_BOILERPLATE = re.compile(
+    r"Exception in worker process|Worker \(pid:\d+\) (exited|was sent)|"
+    r"Shutting down: Master|Reason: Worker failed to boot|Worker exiting|HaltServer"
+)
+# The last line of a Python traceback, e.g. "pkg.module.SomeError: message".
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)?(Error|Exception|Exit)\b(: .*)?$")
+# A log record at level ERROR or CRITICAL, in the format of gunicorn or of the CLI.
+_ERROR_RECORD = re.compile(r"\[(ERROR|CRITICAL)\]| (ERROR|CRITICAL) ")
+
+
+def error_lines(
+    log_file: Path, offset: int = 0, limit: int = FAILURE_LINES
+) -> list[str]:
+    """Return the last distinct error lines of `log_file` from byte `offset` on.
+
+    Error lines are click's "Error: ..." messages, the last lines of
+    tracebacks and log records at level ERROR or CRITICAL, without gunicorn's
+    boot-failure boilerplate. Without any, returns the last non-blank lines.
+    """
+    try:
+        with open(log_file, "rb") as stream:
+            stream.seek(offset)
+            text = stream.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    found: list[str] = []
+    for line in lines:
+        if _BOILERPLATE.search(line):
+            continue
+        if (
+            line.startswith("Error: ")
+            or _EXCEPTION_LINE.match(line)
+            or _ERROR_RECORD.search(line)
+        ):
+            if line in found:
+                found.remove(line)
+            found.append(line)
+    return found[-limit:] if found else lines[-limit:]
+
+
 def describe_exit(code: int) -> str:
     """Describe an exit code of `subprocess`, negative for a signal."""
     if code < 0:
@@ -368,7 +446,7 @@ class Supervisor:
     """Starts child processes, restarts those that die and stops them all."""
 
     def __init__(self, specs: Sequence[ProcessSpec], logs: Path, sink: OutputSink):
-        logs.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         self.children = [Child(spec, logs / f"{spec.name}.log") for spec in specs]
         self._sink = sink
 
@@ -378,14 +456,24 @@ class Supervisor:
             child.start(self._sink)
 
     def check_started(self) -> None:
-        """Raise RunnerError if a child has ended during start-up."""
-        for child in self.children:
-            code = child.exit_code()
-            if code is not None:
-                raise RunnerError(
-                    f"{child.name} {describe_exit(code)} during start-up; "
-                    f"its output is in {child.log_file}"
-                )
+        """Raise RunnerError if a child has ended during start-up.
+
+        The message repeats the error lines of every child that has ended,
+        so that the cause shows without opening the logs.
+        """
+        ended = [
+            (child, code)
+            for child in self.children
+            if (code := child.exit_code()) is not None
+        ]
+        if not ended:
+            return
+        parts = []
+        for child, code in ended:
+            parts.append(f"{child.name} {describe_exit(code)} during start-up:")
+            parts.extend(f"  {line}" for line in child.failure_lines())
+            parts.append(f"  (its whole output is in {child.log_file})")
+        raise RunnerError("\n".join(parts))
 
     def tend(self, now: float | None = None) -> None:
         """Restart children that ended, each after its backoff delay."""
@@ -400,11 +488,13 @@ class Supervisor:
             if code is not None:
                 # gunicorn workers outlive a killed master and keep its port.
                 child.kill_group()
+                cause = child.failure_lines()[-1:]
                 delay = child.schedule_restart(now)
                 log.warning(
-                    "%s %s; restarting in %.0f s (see %s)",
+                    "%s %s%s; restarting in %.0f s (see %s)",
                     child.name,
                     describe_exit(code),
+                    f" ({cause[0]})" if cause else "",
                     delay,
                     child.log_file,
                 )
@@ -435,12 +525,62 @@ def _copy_output(
     process: subprocess.Popen[bytes], name: str, log_file: Path, sink: OutputSink
 ) -> None:
     assert process.stdout is not None
-    with open(log_file, "a", encoding="utf-8", buffering=1) as file:
+    with open_private_log(log_file) as file:
         for raw in iter(process.stdout.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             sink.write(name, line)
             file.write(line + "\n")
     process.stdout.close()
+
+
+def open_private_log(path: Path) -> IO[str]:
+    """Open `path` for appending text, creating it with mode 0600."""
+    descriptor = os.open(
+        path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE
+    )
+    return os.fdopen(descriptor, "a", encoding="utf-8", buffering=1)
+
+
+def make_data_dir_private(data_dir: Path) -> None:
+    """Create `data_dir` with mode 0700 and close what others can open in it.
+
+    A data dir or file from an earlier run with a looser mode is tightened
+    and logged. Only the data dir itself and its files are changed, never
+    its parents.
+    """
+    data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    _restrict_mode(data_dir, PRIVATE_DIR_MODE)
+    for folder in (logs_dir_of(data_dir), data_dir / METRICS_DIR_NAME):
+        if folder.is_dir():
+            _restrict_mode(folder, PRIVATE_DIR_MODE)
+    for pattern in PRIVATE_FILE_PATTERNS:
+        for path in data_dir.glob(pattern):
+            if path.is_file():
+                _restrict_mode(path, PRIVATE_FILE_MODE)
+    for path in logs_dir_of(data_dir).glob("*.log"):
+        _restrict_mode(path, PRIVATE_FILE_MODE)
+
+
+def _restrict_mode(path: Path, mode: int) -> None:
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+        if current & ~mode == 0:
+            return
+        path.chmod(current & mode)
+    except OSError as error:
+        log.warning("cannot restrict the mode of %s: %s", path, error.strerror)
+        return
+    log.info("restricted %s from mode %o to %o", path, current, current & mode)
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Create files and folders for the owner only while the block runs."""
+    previous = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def _signal_quietly(pid: int, signum: int) -> None:
@@ -545,7 +685,14 @@ def run(
     if records_port == archive_port:
         raise RunnerError("--records-port and --archive-port must differ")
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with private_umask():
+        make_data_dir_private(settings.data_dir)
+        _run_locked(settings, records_port, archive_port, demo, out)
+
+
+def _run_locked(
+    settings: Settings, records_port: int, archive_port: int, demo: bool, out: IO[str]
+) -> None:
     with services_running(settings):
         check_port_free(records_port)
         check_port_free(archive_port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,10 @@ def _sqlite_path(parsed: URL) -> str:
             "give a file path (sqlite:///PATH) or use memory:// in tests"
         )
     path = Path(parsed.database).expanduser().absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The read models contain decrypted names, so the file is created private.
+    # SQLite gives its -wal and -shm files the database file's mode.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     return str(path)
 
 

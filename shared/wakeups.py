@@ -246,10 +246,7 @@ class WaitingLimiter:
         """Take a waiting slot for `client`; return False when a cap is reached."""
         with self._lock:
             held = self._by_client.get(client, 0)
-            if (
-                self._waiting >= self.max_waiting
-                or held >= self.max_waiting_per_client
-            ):
+            if self._waiting >= self.max_waiting or held >= self.max_waiting_per_client:
                 self._count_rejection(held)
                 return False
             self._waiting += 1

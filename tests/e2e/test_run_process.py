@@ -19,6 +19,7 @@ from shared.auth import ROLES, TokenStore
 from tests.e2e.helpers import (
     RunningServices,
     alive,
+    free_ports,
     requires_services,
     run_cli,
     wait_until,
@@ -283,3 +284,41 @@ def test_restart_reuses_local_tokens(
     assert second.tokens == first.tokens
     assert len(TokenStore(first.data_dir / "tokens.json").list()) == len(ROLES)
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.one_backend
+def test_data_files_private(services: RunningServices) -> None:
+    data_dir = services.data_dir
+    folders = [data_dir, data_dir / "logs", data_dir / "metrics"]
+    files = [
+        *data_dir.glob("*.sqlite*"),
+        *data_dir.glob("*.json"),
+        *data_dir.glob("*.key"),
+        *(data_dir / "logs").glob("*.log"),
+    ]
+
+    for folder in folders:
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert data_dir / "tokens.json" in files
+    assert data_dir / "master.key" in files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+@pytest.mark.one_backend
+def test_start_up_failure_prints_cause(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    records_port, archive_port = free_ports(2)
+    ports = ("--records-port", str(records_port), "--archive-port", str(archive_port))
+
+    # Production mode stops the records processes without a master key.
+    finished = run_cli(
+        "run", *ports, data_dir=data_dir, env={"PUPIL_RECORDS_ENV": "production"}
+    )
+
+    assert finished.returncode == 1
+    error = finished.stderr[finished.stderr.index("Error: ") :]
+    assert "during start-up:" in error
+    assert "no master key in production mode" in error
+    assert "PUPIL_RECORDS_MASTER_KEY" in error

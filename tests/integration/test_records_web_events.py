@@ -302,7 +302,9 @@ def long_poll_in_thread(
     headers = web.headers(role)
     url = f"{EVENTS}?{urlencode(query)}"
     responses: list[Any] = []
-    thread = threading.Thread(target=lambda: responses.append(client.get(url, headers=headers)))
+    thread = threading.Thread(
+        target=lambda: responses.append(client.get(url, headers=headers))
+    )
     thread.start()
     return thread, responses
 
@@ -358,9 +360,7 @@ def test_min_position_without_slot_is_503_at_once(limited_web):
     wait_for_waiting(limited_web, 1)
 
     started = time.monotonic()
-    response = limited_web.get(
-        EVENTS, "subscriber", {"min_position": 5}, project=False
-    )
+    response = limited_web.get(EVENTS, "subscriber", {"min_position": 5}, project=False)
 
     assert time.monotonic() - started < 4
     problem = expect_problem(response, 503)

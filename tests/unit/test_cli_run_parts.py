@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import signal
 import socket
@@ -268,3 +269,147 @@ def test_gunicorn_conf_loads_in_gunicorn(monkeypatch: pytest.MonkeyPatch) -> Non
     assert config.worker_class_str == "gthread"
     assert config.preload_app is False
     assert config.accesslog == "-"
+
+
+GUNICORN_BOOT_FAILURE = """\
+[2026-01-05 10:00:00 +0000] [11] [INFO] Booting worker with pid: 12
+[2026-01-05 10:00:01 +0000] [12] [ERROR] Exception in worker process
+Traceback (most recent call last):
+  File "/app/services/records/keys.py", line 186, in load_master_key
+    raise MasterKeyError(
+services.records.keys.MasterKeyError: no master key in production mode
+[2026-01-05 10:00:01 +0000] [12] [INFO] Worker exiting (pid: 12)
+[2026-01-05 10:00:02 +0000] [11] [ERROR] Worker (pid:12) exited with code 3.
+[2026-01-05 10:00:02 +0000] [11] [ERROR] Shutting down: Master
+[2026-01-05 10:00:02 +0000] [11] [ERROR] Reason: Worker failed to boot.
+gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>
+"""
+
+
+def test_error_lines_skip_gunicorn_boilerplate(tmp_path: Path) -> None:
+    log = tmp_path / "records-web.log"
+    log.write_text(GUNICORN_BOOT_FAILURE, encoding="utf-8")
+
+    assert runner.error_lines(log) == [
+        "services.records.keys.MasterKeyError: no master key in production mode"
+    ]
+
+
+def test_error_lines_keep_click_errors_and_records(tmp_path: Path) -> None:
+    log = tmp_path / "records-projector.log"
+    log.write_text(
+        "2026-01-05 10:00:00,001 INFO services.cli: records projector started\n"
+        "2026-01-05 10:00:00,002 ERROR services.records: database is locked\n"
+        "Error: the records database cannot be opened\n",
+        encoding="utf-8",
+    )
+
+    assert runner.error_lines(log) == [
+        "2026-01-05 10:00:00,002 ERROR services.records: database is locked",
+        "Error: the records database cannot be opened",
+    ]
+
+
+def test_error_lines_start_at_offset(tmp_path: Path) -> None:
+    log = tmp_path / "archive-web.log"
+    earlier = "Error: an earlier run failed\n"
+    log.write_text(earlier + "Error: this run failed\n", encoding="utf-8")
+
+    lines = runner.error_lines(log, offset=len(earlier.encode("utf-8")))
+
+    assert lines == ["Error: this run failed"]
+
+
+def test_error_lines_fall_back_to_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "archive-follower.log"
+    log.write_text("one\n\ntwo\nthree\nfour\n", encoding="utf-8")
+
+    assert runner.error_lines(log, limit=2) == ["three", "four"]
+
+
+def test_error_lines_of_missing_log(tmp_path: Path) -> None:
+    assert runner.error_lines(tmp_path / "missing.log") == []
+
+
+def run_script_child(logs: Path, name: str, script: str) -> runner.Supervisor:
+    """Supervise one Python child running `script` until it has ended."""
+    spec = runner.ProcessSpec(name, (sys.executable, "-c", script), {})
+    supervisor = runner.Supervisor([spec], logs, runner.OutputSink(io.StringIO(), 8))
+    supervisor.start_all()
+    process = supervisor.children[0].process
+    assert process is not None
+    process.wait(timeout=30)
+    return supervisor
+
+
+def test_start_up_failure_shows_cause(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "failing.log").write_text("Error: an older failure\n", encoding="utf-8")
+    script = "import sys; print('Error: the master key is missing'); sys.exit(1)"
+    supervisor = run_script_child(logs, "failing", script)
+
+    with pytest.raises(runner.RunnerError) as raised:
+        supervisor.check_started()
+
+    message = str(raised.value)
+    assert message.startswith("failing exited with code 1 during start-up:")
+    assert "  Error: the master key is missing" in message
+    assert "older failure" not in message
+    assert str(logs / "failing.log") in message
+    supervisor.stop_all()
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_new_data_dir_is_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+
+    with runner.private_umask():
+        runner.make_data_dir_private(data_dir)
+
+    assert mode_of(data_dir) == 0o700
+
+
+def test_loose_data_dir_is_restricted(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    (data_dir / "logs").mkdir(parents=True)
+    data_dir.chmod(0o755)
+    (data_dir / "logs").chmod(0o755)
+    files = ["records.sqlite", "records.sqlite-wal", "tokens.json", "master.key"]
+    for name in files:
+        (data_dir / name).write_text("x", encoding="utf-8")
+        (data_dir / name).chmod(0o644)
+    (data_dir / "logs" / "records-web.log").write_text("x", encoding="utf-8")
+    (data_dir / "logs" / "records-web.log").chmod(0o644)
+
+    runner.make_data_dir_private(data_dir)
+
+    assert mode_of(data_dir) == 0o700
+    assert mode_of(data_dir / "logs") == 0o700
+    for name in files:
+        assert mode_of(data_dir / name) == 0o600, name
+    assert mode_of(data_dir / "logs" / "records-web.log") == 0o600
+
+
+def test_private_data_dir_parent_untouched(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+
+    runner.make_data_dir_private(tmp_path / "var")
+
+    assert mode_of(tmp_path) == 0o755
+
+
+def test_children_create_private_files(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    created = tmp_path / "created.txt"
+    script = f"open({str(created)!r}, 'w').close()"
+    supervisor = run_script_child(logs, "writer", script)
+    child = supervisor.children[0]
+    supervisor.stop_all()
+
+    assert mode_of(created) == 0o600
+    assert mode_of(child.log_file) == 0o600
+    assert mode_of(logs) == 0o700

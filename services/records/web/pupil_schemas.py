@@ -6,15 +6,22 @@ from typing import Any
 
 import marshmallow as ma
 
+from services.records.domain.dates import (
+    EARLIEST_BIRTH_DATE,
+    EARLIEST_DOCUMENT_DATE,
+    adult_at_opening_error,
+)
 from services.records.domain.pupils import ATTESTATION_KINDS, GROUNDS
 from services.records.web.schemas import (
     AfterCursor,
     DateString,
     IdString,
+    NotBefore,
     OrderOutSchema,
     PageQueryArgsSchema,
     ProtocolOutSchema,
     TimestampString,
+    check_document_date,
 )
 from shared.fields import (
     Name,
@@ -44,6 +51,10 @@ def _scores_field(**kwargs: Any) -> ma.fields.Dict:
     )
 
 
+def _effective_date_field() -> StrictDate:
+    return StrictDate(required=True, validate=NotBefore(EARLIEST_DOCUMENT_DATE))
+
+
 # Requests
 
 
@@ -53,10 +64,12 @@ class PupilRegistrationSchema(ma.Schema):
     surname = PersonName(required=True)
     name = PersonName(required=True)
     patronymic = PersonName(load_default=None, allow_none=True)
-    birth_date = StrictDate(required=True, validate=PastOrToday())
+    birth_date = StrictDate(
+        required=True, validate=[PastOrToday(), NotBefore(EARLIEST_BIRTH_DATE)]
+    )
     opened_on = StrictDate(
         load_default=None,
-        validate=PastOrToday(),
+        validate=[PastOrToday(), NotBefore(EARLIEST_DOCUMENT_DATE)],
         metadata={"description": "Date the file was opened; default today"},
     )
 
@@ -76,13 +89,28 @@ class PupilRegistrationSchema(ma.Schema):
                 "Must not be earlier than birth_date.", field_name="opened_on"
             )
 
+    @ma.validates_schema
+    def check_child_at_opening(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Reject a pupil who is 18 or older on the day the file is opened."""
+        opened_on = data.get("opened_on") or centre_today()
+        message = adult_at_opening_error(data["birth_date"], opened_on)
+        if message is not None:
+            raise ma.ValidationError(
+                message[0].upper() + message[1:] + ".", field_name="birth_date"
+            )
+
 
 class EnrolmentRequestSchema(ma.Schema):
     """An enrolment order: programme, first day and the order."""
 
     programme_id = UUIDField(required=True)
-    effective_date = StrictDate(required=True)
+    effective_date = _effective_date_field()
     order = ma.fields.Nested(OrderSchema, required=True)
+
+    @ma.validates_schema
+    def check_order_date(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Reject an order dated before the centre's documents begin."""
+        check_document_date(data, "order")
 
 
 class CancellationRequestSchema(ma.Schema):
@@ -91,14 +119,24 @@ class CancellationRequestSchema(ma.Schema):
     reason = Text(required=True)
     order = ma.fields.Nested(OrderSchema, required=True)
 
+    @ma.validates_schema
+    def check_order_date(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Reject an order dated before the centre's documents begin."""
+        check_document_date(data, "order")
+
 
 class TransferRequestSchema(ma.Schema):
     """A transfer inside the centre; `effective_date` is the first new day."""
 
     from_programme_id = UUIDField(required=True)
     to_programme_id = UUIDField(required=True)
-    effective_date = StrictDate(required=True)
+    effective_date = _effective_date_field()
     order = ma.fields.Nested(OrderSchema, required=True)
+
+    @ma.validates_schema
+    def check_order_date(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Reject an order dated before the centre's documents begin."""
+        check_document_date(data, "order")
 
     @ma.validates_schema
     def check_two_programmes(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -113,10 +151,15 @@ class ExpulsionRequestSchema(ma.Schema):
     """An expulsion order; `effective_date` is the pupil's last day."""
 
     programme_id = UUIDField(required=True)
-    effective_date = StrictDate(required=True)
+    effective_date = _effective_date_field()
     ground = ma.fields.String(required=True, validate=ma.validate.OneOf(GROUNDS))
     ground_detail = Text(load_default=None, allow_none=True)
     order = ma.fields.Nested(OrderSchema, required=True)
+
+    @ma.validates_schema
+    def check_order_date(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Reject an order dated before the centre's documents begin."""
+        check_document_date(data, "order")
 
     @ma.validates_schema
     def check_ground_detail(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -134,9 +177,19 @@ class AttestationRequestSchema(ma.Schema):
     kind = ma.fields.String(
         required=True, validate=ma.validate.OneOf(ATTESTATION_KINDS)
     )
-    date = StrictDate(required=True, validate=PastOrToday())
+    date = StrictDate(
+        required=True, validate=[PastOrToday(), NotBefore(EARLIEST_DOCUMENT_DATE)]
+    )
     scores = _scores_field(required=True)
     protocol = ma.fields.Nested(ProtocolSchema, required=True)
+
+    @ma.validates_schema
+    def check_protocol_date(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Reject a protocol signed before the attestation it records."""
+        if data["protocol"]["date"] < data["date"]:
+            raise ma.ValidationError(
+                {"protocol": {"date": ["Must not be earlier than date."]}}
+            )
 
 
 class CorrectionRequestSchema(ma.Schema):
