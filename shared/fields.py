@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
 import unicodedata
 import uuid
@@ -14,6 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import marshmallow as ma
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app, has_app_context
 from marshmallow import validate
 
@@ -431,6 +434,89 @@ class Cursor(ma.fields.Field[dict[str, Any]]):
             raise self.make_error("invalid")
         try:
             return decode_cursor(value, self.keys)
+        except InvalidCursorError:
+            raise self.make_error("invalid") from None
+
+
+SEALED_CURSOR_MAX_LENGTH = 8192
+_NONCE_BYTES = 12
+
+
+def seal_cursor(values: Mapping[str, str], key: bytes, purpose: str) -> str:
+    """Encrypt a page position with AES-GCM under `key` into base64url text.
+
+    Use it for an order by a value that may be personal data, such as a
+    normalised full name: the client cannot read it, and the next page still
+    starts after that value when its row is gone. `purpose` is bound to the
+    cursor, so the cursor of one list is invalid for another.
+    """
+    nonce = os.urandom(_NONCE_BYTES)
+    plain = json.dumps(dict(values), separators=(",", ":"), sort_keys=True)
+    sealed = AESGCM(key).encrypt(nonce, plain.encode("utf-8"), purpose.encode())
+    return _b64encode(nonce + sealed)
+
+
+def open_cursor(
+    text: str, key: bytes, purpose: str, keys: Collection[str]
+) -> dict[str, str]:
+    """Decrypt a cursor from `seal_cursor`; raise `InvalidCursorError` if bad."""
+    if (
+        not text
+        or len(text) > SEALED_CURSOR_MAX_LENGTH
+        or not _BASE64URL.fullmatch(text)
+    ):
+        raise InvalidCursorError("the cursor is not base64url text")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        plain = AESGCM(key).decrypt(
+            raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], purpose.encode()
+        )
+        document = json.loads(plain.decode("utf-8"))
+    except (binascii.Error, InvalidTag, ValueError):
+        raise InvalidCursorError("the cursor was not issued for this list") from None
+    if not isinstance(document, dict) or set(document) != set(keys):
+        raise InvalidCursorError("the cursor has other keys than expected")
+    if not all(isinstance(value, str) for value in document.values()):
+        raise InvalidCursorError("the cursor values are not strings")
+    return document
+
+
+class SealedCursor(ma.fields.Field[dict[str, str]]):
+    """A page cursor query parameter from `seal_cursor`, loaded as its dict.
+
+    `key` returns the encryption key when a request is validated, because
+    the key belongs to the running service and not to the schema.
+    """
+
+    default_error_messages = {
+        "invalid": "Invalid cursor; pass next_cursor from the previous page unchanged.",
+    }
+
+    def __init__(
+        self,
+        *,
+        key: Callable[[], bytes],
+        purpose: str,
+        keys: Collection[str],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.key = key
+        self.purpose = purpose
+        self.keys = tuple(keys)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        return seal_cursor(value, self.key(), self.purpose)
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> dict[str, str]:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            return open_cursor(value, self.key(), self.purpose, self.keys)
         except InvalidCursorError:
             raise self.make_error("invalid") from None
 

@@ -24,6 +24,9 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# The position of a list page: the sort value and the id of its last row.
+PageKey = tuple[str, str]
+
 positions = Table(
     "rm_positions",
     metadata,
@@ -135,26 +138,22 @@ class RecordsReadModels:
             ).scalar()
 
     def programmes(
-        self, limit: int, after_id: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Return a page of programmes ordered by code then id."""
+        self, limit: int, after: PageKey | None = None
+    ) -> tuple[list[dict[str, Any]], PageKey | None]:
+        """Return a page of programmes ordered by code then id.
+
+        `after` is the (code, id) of the previous page's last programme; the
+        same pair of this page's last one is returned for a full page.
+        """
         query = select(programmes.c.id, programmes.c.code, programmes.c.document)
+        if after is not None:
+            query = query.where(_after(programmes.c.code, programmes.c.id, after))
         with self.engine.connect() as connection:
-            if after_id is not None:
-                code = connection.execute(
-                    select(programmes.c.code).where(programmes.c.id == after_id)
-                ).scalar()
-                if code is not None:
-                    query = query.where(
-                        or_(
-                            programmes.c.code > code,
-                            and_(programmes.c.code == code, programmes.c.id > after_id),
-                        )
-                    )
             rows = connection.execute(
                 query.order_by(programmes.c.code, programmes.c.id).limit(limit + 1)
             ).all()
-        return _page([row.document for row in rows], limit, lambda item: item["id"])
+        items, last = _page(rows, limit, lambda row: (row.code, row.id))
+        return [row.document for row in items], last
 
     def pupil_exists(self, pupil_id: UUID | str) -> bool:
         with self.engine.connect() as connection:
@@ -194,11 +193,16 @@ class RecordsReadModels:
     def pupils(
         self,
         limit: int,
-        after_id: str | None = None,
+        after: PageKey | None = None,
         status: str | None = None,
         programme_id: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Return personal-file summaries ordered by normalised full name, then id."""
+    ) -> tuple[list[dict[str, Any]], PageKey | None]:
+        """Return personal-file summaries ordered by normalised full name, then id.
+
+        `after` is the (sort key, id) of the previous page's last pupil, so the
+        page continues from it even when that pupil's row was destroyed since.
+        The same pair of this page's last pupil is returned for a full page.
+        """
         query = select(pupils.c.id, pupils.c.sort_key, pupils.c.document).where(
             pupils.c.status != DESTROYED_STATUS
         )
@@ -212,23 +216,14 @@ class RecordsReadModels:
                     )
                 )
             )
+        if after is not None:
+            query = query.where(_after(pupils.c.sort_key, pupils.c.id, after))
         with self.engine.connect() as connection:
-            if after_id is not None:
-                key = connection.execute(
-                    select(pupils.c.sort_key).where(pupils.c.id == after_id)
-                ).scalar()
-                if key is not None:
-                    query = query.where(
-                        or_(
-                            pupils.c.sort_key > key,
-                            and_(pupils.c.sort_key == key, pupils.c.id > after_id),
-                        )
-                    )
             rows = connection.execute(
                 query.order_by(pupils.c.sort_key, pupils.c.id).limit(limit + 1)
             ).all()
-        items = [_summary(row.document) for row in rows]
-        return _page(items, limit, lambda item: item["id"])
+        items, last = _page(rows, limit, lambda row: (row.sort_key, row.id))
+        return [_summary(row.document) for row in items], last
 
     def history(
         self, pupil_id: UUID | str, limit: int, after_position: int = 0
@@ -304,6 +299,15 @@ def _summary(document: dict[str, Any]) -> dict[str, Any]:
         "file_closed_on",
     )
     return {key: document.get(key) for key in keys}
+
+
+def _after(sort_column: Any, id_column: Any, after: PageKey) -> Any:
+    """Return the condition for rows after `after` in (sort column, id) order."""
+    sort_value, after_id = after
+    return or_(
+        sort_column > sort_value,
+        and_(sort_column == sort_value, id_column > after_id),
+    )
 
 
 def _page(items: list[Any], limit: int, key: Any) -> tuple[list[Any], Any]:

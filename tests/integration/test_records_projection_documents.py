@@ -254,7 +254,7 @@ def listed(records_app):
 def walk_pupils(read_models, limit, **filters):
     pages, cursor = [], None
     while True:
-        items, cursor = read_models.pupils(limit, after_id=cursor, **filters)
+        items, cursor = read_models.pupils(limit, after=cursor, **filters)
         pages.append(items)
         if cursor is None:
             return pages

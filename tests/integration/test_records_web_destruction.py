@@ -141,6 +141,27 @@ def test_history_keeps_envelopes_only(file_web):
     assert last["reason"] == REASON
 
 
+def test_list_cursor_survives_destroyed_pupil(file_web):
+    programme = file_web.create_programme()
+    ids = {}
+    for surname in ("Абрамов", "Борисова", "Волков", "Голубева"):
+        ids[surname] = file_web.register_pupil(surname=surname)["id"]
+    file_web.enrol(ids["Борисова"], programme["id"])
+    file_web.expel(ids["Борисова"], programme["id"], date(2025, 3, 31))
+    first = expect(file_web.get(PUPILS, "registrar", {"limit": 2}), 200)
+
+    expect(destroy(file_web, ids["Борисова"]), 201)
+    second = file_web.get(
+        PUPILS, "registrar", {"limit": 2, "cursor": first["next_cursor"]}
+    )
+
+    assert [item["surname"] for item in first["items"]] == ["Абрамов", "Борисова"]
+    assert [item["surname"] for item in expect(second, 200)["items"]] == [
+        "Волков",
+        "Голубева",
+    ]
+
+
 def test_lists_and_journals_forget_pupil(file_web):
     story = departed(file_web)
     pupil_id, classmate_id = story["pupil"]["id"], story["classmate"]["id"]
@@ -395,3 +416,20 @@ def test_wrong_key_fails_clearly(tmp_path):
     )
     with pytest.raises(MasterKeyError, match="not the one this records database"):
         open_components(settings)
+
+
+def test_refusal_explains_when_file_is_destroyable(web):
+    programme = web.create_programme()
+    mistaken = web.register_pupil()
+    cancelled = web.register_pupil(surname="Петров")
+    enrolment = web.enrol(cancelled["id"], programme["id"])
+    web.post(
+        f"{PUPILS}/{cancelled['id']}/enrolments/{enrolment['id']}/cancellation",
+        {"reason": "ошибка", "order": {"number": "13-у", "date": "2024-09-03"}},
+        "registrar",
+    )
+
+    for pupil in (mistaken, cancelled):
+        detail = expect_problem(destroy(web, pupil["id"]), 409)["detail"]
+        assert "never closed" in detail
+        assert "expulsion ends their last programme" in detail

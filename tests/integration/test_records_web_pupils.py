@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import unicodedata
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -838,6 +839,34 @@ def test_list_pages_by_normalised_name(backend_web):
 
     assert seen == ["Абрамов", "Борисова", "елкин", "Ёлкина", "Жуков"]
     assert cursor is None
+
+
+def test_list_cursor_hides_names(web):
+    for surname in ("Абрамов", "Борисова", "Волков"):
+        web.register_pupil(surname=surname)
+
+    cursor = expect(web.get(PUPILS, "registrar", {"limit": 2}), 200)["next_cursor"]
+
+    padded = cursor + "=" * (-len(cursor) % 4)
+    raw = base64.urlsafe_b64decode(padded)
+    assert "борисова".encode() not in raw
+    assert "Борисова".encode() not in raw
+
+
+def test_list_rejects_changed_or_foreign_cursor(web):
+    for surname in ("Абрамов", "Борисова", "Волков"):
+        web.register_pupil(surname=surname)
+    web.create_programme(code="А-1")
+    web.create_programme(code="Б-2")
+    pupils_cursor = web.get(PUPILS, "registrar", {"limit": 1}).get_json()["next_cursor"]
+    programmes_cursor = web.get(
+        "/api/v1/programmes", "registrar", {"limit": 1}
+    ).get_json()["next_cursor"]
+    changed = pupils_cursor[:-2] + ("AA" if pupils_cursor[-2:] != "AA" else "BB")
+
+    for cursor in (changed, programmes_cursor, pupils_cursor[:20]):
+        response = web.get(PUPILS, "registrar", {"limit": 1, "cursor": cursor})
+        assert "query.cursor" in expect_problem(response, 422)["errors"], cursor
 
 
 @pytest.mark.parametrize(

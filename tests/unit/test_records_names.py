@@ -145,7 +145,13 @@ def test_respelled_name_keeps_identity(parts, data):
 
 @pytest.mark.parametrize(
     "variant",
-    ["Ёлки\u200bна", "\u202eЁлкина", "Ёлкина\u202c", "Ёл\u00adкина", "Ёлки\u2066на\u2069"],
+    [
+        "Ёлки\u200bна",
+        "\u202eЁлкина",
+        "Ёлкина\u202c",
+        "Ёл\u00adкина",
+        "Ёлки\u2066на\u2069",
+    ],
 )
 def test_format_characters_ignored(variant):
     assert normalise_name(variant) == normalise_name("Ёлкина")

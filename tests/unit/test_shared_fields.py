@@ -71,7 +71,9 @@ def test_strict_date_rejects_impossible(text: str):
     assert f"{text} is not a valid calendar date" in error(StrictDate(), text)[0]
 
 
-@pytest.mark.parametrize("text", ["0001-01-01", "1899-12-31", "3000-01-01", "9999-12-31"])
+@pytest.mark.parametrize(
+    "text", ["0001-01-01", "1899-12-31", "3000-01-01", "9999-12-31"]
+)
 def test_strict_date_rejects_out_of_range(text: str):
     message = error(StrictDate(), text)[0]
 
@@ -251,7 +253,15 @@ def test_person_name_rejects_mixed_scripts_in_word(value: str, scripts: str):
 
 @pytest.mark.parametrize(
     "value",
-    ["Иванова-Smith", "Анна Mary", "O'Коннор", "Д'Артаньян", "Müller", "Ёлкина", "Жан-Поль"],
+    [
+        "Иванова-Smith",
+        "Анна Mary",
+        "O'Коннор",
+        "Д'Артаньян",
+        "Müller",
+        "Ёлкина",
+        "Жан-Поль",
+    ],
 )
 def test_person_name_accepts_one_script_per_word(value: str):
     assert load(PersonName(), value) == value

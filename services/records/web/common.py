@@ -8,9 +8,9 @@ from uuid import UUID
 from werkzeug.routing import BaseConverter
 
 from services.records.application import CommandResult, RecordsApplication
-from services.records.readmodels import RecordsReadModels
+from services.records.readmodels import PageKey, RecordsReadModels
 from services.records.web.runtime import get_runtime
-from shared.fields import encode_cursor
+from shared.fields import SealedCursor, encode_cursor, seal_cursor
 from shared.jsonable import to_jsonable
 from shared.problems import Problem, not_found
 from shared.web import API_PREFIX, ensure_min_position
@@ -106,3 +106,34 @@ def page(items: list[Any], next_after: Any) -> Body:
 def after_of(cursor: dict[str, Any] | None) -> Any:
     """Return the `after` key of a decoded cursor, or None for the first page."""
     return None if cursor is None else cursor["after"]
+
+
+PUPIL_CURSOR = "pupils"
+# Keys of a sealed list cursor: the sort value and the id of a page's last row.
+SEALED_CURSOR_KEYS = ("sort", "id")
+
+
+def cursor_key() -> bytes:
+    """Return the key that seals list cursors, derived from the master key."""
+    return get_runtime().master_key.derive("page-cursor")
+
+
+def sealed_cursor_field(purpose: str) -> SealedCursor:
+    """Return the `cursor` query field of a list whose cursors are sealed."""
+    return SealedCursor(
+        key=cursor_key, purpose=purpose, keys=SEALED_CURSOR_KEYS, load_default=None
+    )
+
+
+def sealed_page(items: list[Any], last: PageKey | None, purpose: str) -> Body:
+    """Return a list page whose `next_cursor` seals the last row's key."""
+    cursor = None
+    if last is not None:
+        sort_value, last_id = last
+        cursor = seal_cursor({"sort": sort_value, "id": last_id}, cursor_key(), purpose)
+    return {"items": items, "next_cursor": cursor}
+
+
+def page_key_of(cursor: dict[str, str] | None) -> PageKey | None:
+    """Return the page key of a sealed cursor, or None for the first page."""
+    return None if cursor is None else (cursor["sort"], cursor["id"])

@@ -11,14 +11,15 @@ from flask.views import MethodView
 from services.records.web.common import (
     LOCATION_HEADER_DOC,
     Body,
-    after_of,
     command_body,
     created,
-    page,
+    page_key_of,
     path_id,
     programme_url,
     read_models,
     records,
+    sealed_cursor_field,
+    sealed_page,
     unknown,
 )
 from services.records.web.schemas import (
@@ -145,8 +146,13 @@ class ProgrammePageSchema(ma.Schema):
     next_cursor = ma.fields.String(allow_none=True)
 
 
+PROGRAMME_CURSOR = "programmes"
+
+
 class ProgrammeListQueryArgsSchema(PageQueryArgsSchema):
     """Query of the programme list."""
+
+    cursor = sealed_cursor_field(PROGRAMME_CURSOR)
 
 
 @blp.route("")
@@ -166,10 +172,10 @@ class Programmes(MethodView):
     def get(self, query: Body) -> Body:
         """List programmes by code."""
         models = read_models(query["min_position"])
-        items, next_after = models.programmes(
-            limit=query["limit"], after_id=after_of(query["cursor"])
+        items, last = models.programmes(
+            limit=query["limit"], after=page_key_of(query["cursor"])
         )
-        return page(items, next_after)
+        return sealed_page(items, last, PROGRAMME_CURSOR)
 
 
 @blp.route("/<id:programme_id>")

@@ -12,6 +12,7 @@ from services.records.domain.dates import (
     adult_at_opening_error,
 )
 from services.records.domain.pupils import ATTESTATION_KINDS, GROUNDS
+from services.records.web.common import PUPIL_CURSOR, sealed_cursor_field
 from services.records.web.schemas import (
     AfterCursor,
     DateString,
@@ -206,6 +207,7 @@ class PupilListQueryArgsSchema(PageQueryArgsSchema):
         load_default=None, validate=ma.validate.OneOf(PUPIL_STATUSES)
     )
     programme_id = UUIDField(load_default=None)
+    cursor = sealed_cursor_field(PUPIL_CURSOR)
 
 
 class HistoryQueryArgsSchema(ma.Schema):

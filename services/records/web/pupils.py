@@ -8,15 +8,18 @@ from flask.views import MethodView
 
 from services.records.web.common import (
     LOCATION_HEADER_DOC,
+    PUPIL_CURSOR,
     Body,
     after_of,
     command_body,
     created,
     page,
+    page_key_of,
     path_id,
     pupil_url,
     read_models,
     records,
+    sealed_page,
     unknown,
 )
 from services.records.web.destruction import check_not_destroyed
@@ -64,13 +67,13 @@ class Pupils(MethodView):
     def get(self, query: Body) -> Body:
         """List personal-file summaries by normalised full name, then id."""
         programme_id = query["programme_id"]
-        items, next_after = read_models(query["min_position"]).pupils(
+        items, last = read_models(query["min_position"]).pupils(
             limit=query["limit"],
-            after_id=after_of(query["cursor"]),
+            after=page_key_of(query["cursor"]),
             status=query["status"],
             programme_id=None if programme_id is None else str(programme_id),
         )
-        return page(items, next_after)
+        return sealed_page(items, last, PUPIL_CURSOR)
 
 
 @blp.route("/<id:pupil_id>")
