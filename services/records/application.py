@@ -25,13 +25,16 @@ from eventsourcing.persistence import (
 
 from services.records.domain.errors import (
     ConcurrentChangeError,
+    DuplicateJournalError,
     DuplicateProgrammeError,
     DuplicatePupilError,
     InvalidFieldError,
+    NotEnrolledError,
     NotFoundError,
     PersonalDataDestroyedError,
+    RuleViolationError,
 )
-from services.records.domain.journals import Journal
+from services.records.domain.journals import GroupJournalKey, Journal
 from services.records.domain.programmes import Programme, ProgrammeCode
 from services.records.domain.pupils import Pupil, PupilIdentity
 from services.records.domain.serialise import (
@@ -132,8 +135,7 @@ class RecordsApplication(Application[UUID]):
         medium: Decimal,
     ) -> CommandResult:
         """Enter a programme; its code must be new."""
-        if ProgrammeCode.id_for(code) in self.repository:
-            raise DuplicateProgrammeError(f"a programme with code {code!r} exists")
+        # The fields are checked (422) before the stored codes (409).
         programme = Programme.approve(
             code=code,
             title=title,
@@ -143,6 +145,8 @@ class RecordsApplication(Application[UUID]):
             high=high,
             medium=medium,
         )
+        if ProgrammeCode.id_for(code) in self.repository:
+            raise DuplicateProgrammeError(f"a programme with code {code!r} exists")
         claim = ProgrammeCode.claim(code, programme.id)
         try:
             recordings = self.save(programme, claim)
@@ -304,12 +308,15 @@ class RecordsApplication(Application[UUID]):
         order: dict[str, Any],
     ) -> CommandResult:
         """Enrol a pupil in a programme (a re-admission when the file is closed)."""
-        self.programme(programme_id, field="programme_id")
+        programme = self.programme(programme_id, field="programme_id")
 
         def command() -> tuple[dict[str, Any], Sequence[Recording]]:
             pupil = self.pupil(pupil_id)
             enrolment_id = pupil.enrol(
-                programme_id=programme_id, effective_date=effective_date, order=order
+                programme_id=programme_id,
+                effective_date=effective_date,
+                order=order,
+                programme_approved_on=programme.approved_order["date"],
             )
             recordings = self.save(pupil)
             return enrolment_view(pupil.enrolments[enrolment_id]), recordings
@@ -345,7 +352,7 @@ class RecordsApplication(Application[UUID]):
     ) -> CommandResult:
         """Move a pupil between programmes; the file stays open."""
         self.programme(from_programme_id, field="from_programme_id")
-        self.programme(to_programme_id, field="to_programme_id")
+        to_programme = self.programme(to_programme_id, field="to_programme_id")
 
         def command() -> tuple[dict[str, Any], Sequence[Recording]]:
             pupil = self.pupil(pupil_id)
@@ -354,6 +361,8 @@ class RecordsApplication(Application[UUID]):
                 to_programme_id=to_programme_id,
                 effective_date=effective_date,
                 order=order,
+                to_programme_approved_on=to_programme.approved_order["date"],
+                latest_sessions=self._latest_sessions(pupil, from_programme_id),
             )
             recordings = self.save(pupil)
             return enrolment_view(pupil.enrolments[enrolment_id]), recordings
@@ -381,11 +390,32 @@ class RecordsApplication(Application[UUID]):
                 ground=ground,
                 ground_detail=ground_detail,
                 order=order,
+                latest_sessions=self._latest_sessions(pupil, programme_id),
             )
             recordings = self.save(pupil)
             return expulsion_view(pupil, expulsion_id), recordings
 
         return self._retrying(command)
+
+    def _latest_sessions(self, pupil: Pupil, programme_id: UUID) -> dict[UUID, date]:
+        """Return, per journal listing the pupil under the active enrolment in
+        `programme_id`, the latest session date listing them.
+
+        NOTE: the expulsion or transfer writes only the pupil's stream, so a
+        session recorded in one of these journals between this read and the
+        save is not seen. That session's own check saw the pupil enrolled on
+        its date, so only a backdated order racing it can leave attendance
+        after the last day.
+        """
+        enrolment = pupil.active_enrolment(programme_id)
+        if enrolment is None:
+            return {}
+        latest: dict[UUID, date] = {}
+        for journal_id in enrolment.journal_ids:
+            day = self.journal(journal_id).latest_session_with(pupil.id)
+            if day is not None:
+                latest[journal_id] = day
+        return latest
 
     def cancel_expulsion(
         self,
@@ -466,7 +496,7 @@ class RecordsApplication(Application[UUID]):
         kind: str,
         group: str | None,
     ) -> CommandResult:
-        """Open a session journal for a programme and academic year."""
+        """Open a session journal; a group journal's key must be new."""
         self.programme(programme_id, field="programme_id")
         journal = Journal.open(
             programme_id=programme_id,
@@ -476,8 +506,23 @@ class RecordsApplication(Application[UUID]):
             kind=kind,
             group=group,
         )
-        recordings = self.save(journal)
+        if journal.group is None:
+            return self._result(journal_view(journal), self.save(journal))
+        key = GroupJournalKey.claim(journal)
+        self._check_group_journal_free(key.id)
+        try:
+            recordings = self.save(journal, key)
+        except IntegrityError:
+            self._check_group_journal_free(key.id)
+            raise ConcurrentChangeError("opening the journal conflicted; retry") from None
         return self._result(journal_view(journal), recordings)
+
+    def _check_group_journal_free(self, key_id: UUID) -> None:
+        try:
+            existing: GroupJournalKey = self.repository.get(key_id)
+        except AggregateNotFoundError:
+            return
+        raise DuplicateJournalError(existing.journal_id)
 
     def journal(self, journal_id: UUID) -> Journal:
         return self._load(Journal, journal_id, "journal", None)
@@ -505,10 +550,7 @@ class RecordsApplication(Application[UUID]):
                 topic=topic,
                 attendance=attendance,
             )
-            for pupil in pupils:
-                pupil.note_attendance(
-                    programme_id=journal.programme_id, day=on, journal_id=journal.id
-                )
+            _note_attendance(pupils, journal, on)
             changed = [pupil for pupil in pupils if pupil.pending_events]
             recordings = self.save(journal, *changed)
             session = {"date": on, "start_time": start_time, "attendance": attendance}
@@ -586,3 +628,30 @@ class RecordsApplication(Application[UUID]):
         resource: dict[str, Any], recordings: Sequence[Recording]
     ) -> CommandResult:
         return CommandResult(resource=resource, position=recordings[-1].notification.id)
+
+
+def _note_attendance(pupils: list[Pupil], journal: Journal, on: date) -> None:
+    """Note a session on each listed pupil; name every line not enrolled that day.
+
+    `pupils` are in the order of the attendance lines.
+    """
+    not_enrolled: dict[str, NotEnrolledError] = {}
+    for index, pupil in enumerate(pupils):
+        try:
+            pupil.note_attendance(
+                programme_id=journal.programme_id, day=on, journal_id=journal.id
+            )
+        except NotEnrolledError as error:
+            not_enrolled[f"attendance.{index}.pupil_id"] = error
+    if not not_enrolled:
+        return
+    errors = {path: [str(error)] for path, error in not_enrolled.items()}
+    if len(not_enrolled) == 1:
+        ((path, error),) = not_enrolled.items()
+        raise RuleViolationError(f"{error} ({path})", errors=errors)
+    named = ", ".join(f"{error.pupil_id} ({path})" for path, error in not_enrolled.items())
+    raise RuleViolationError(
+        f"{len(not_enrolled)} listed pupils are not enrolled in the journal's programme "
+        f"on {on.isoformat()}: {named}",
+        errors=errors,
+    )

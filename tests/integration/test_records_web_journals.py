@@ -463,3 +463,110 @@ def test_journal_read_roles(web, group, role, headers, status):
     response = web.get(f"{JOURNALS}/{group['journal']['id']}", role, **headers)
 
     assert response.status_code == status
+
+
+# Rules between fields and against stored journals
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"kind": "individual", "group": "Группа 1"}, "individual"),
+        ({"kind": "group", "group": None}, "Required"),
+    ],
+)
+def test_open_journal_group_must_fit_kind(web, changes, message):
+    programme = web.create_programme()
+    head = web.head()
+
+    response = web.post(
+        JOURNALS, journal_body(programme["id"], **changes), "specialist"
+    )
+
+    errors = expect_problem(response, 422)["errors"]
+    assert list(errors) == ["group"]
+    assert message in errors["group"][0]
+    assert web.head() == head
+
+
+def test_open_journal_year_before_records_is_422(web):
+    programme = web.create_programme()
+    year = {"start": "0001-09-01", "end": "0002-05-31"}
+
+    response = web.post(
+        JOURNALS, journal_body(programme["id"], academic_year=year), "specialist"
+    )
+
+    assert "academic_year.start" in expect_problem(response, 422)["errors"]
+
+
+def test_duplicate_group_journal_is_409(backend_web):
+    programme = backend_web.create_programme()
+    first = backend_web.open_journal(programme["id"])
+    head = backend_web.head()
+
+    response = backend_web.post(
+        JOURNALS,
+        journal_body(programme["id"], group="  группа 1 "),
+        "specialist",
+    )
+
+    problem = expect_problem(response, 409)
+    assert first["id"] in problem["detail"]
+    assert backend_web.head() == head
+
+
+def test_group_journal_for_another_group_or_year(web):
+    programme = web.create_programme()
+    web.open_journal(programme["id"])
+
+    other_group = web.open_journal(programme["id"], group="Группа 2")
+    next_year = web.open_journal(
+        programme["id"], academic_year={"start": "2025-09-01", "end": "2026-05-29"}
+    )
+
+    assert other_group["group"] == "Группа 2"
+    assert next_year["academic_year"]["start"] == "2025-09-01"
+
+
+def test_individual_journals_may_repeat(web):
+    programme = web.create_programme()
+    request = journal_body(programme["id"], kind="individual")
+    del request["group"]
+
+    first = expect(web.post(JOURNALS, request, "specialist"), 201)
+    second = expect(web.post(JOURNALS, request, "specialist"), 201)
+
+    assert first["id"] != second["id"]
+
+
+def test_session_conflict_names_pupil_and_line(web, group):
+    outsider = web.register_pupil(surname="Посторонний")
+    attendance = {**all_present(group), outsider["id"]: "present"}
+
+    response = web.post(
+        sessions_path(group), session_body(attendance), "specialist"
+    )
+
+    problem = expect_problem(response, 409)
+    assert outsider["id"] in problem["detail"]
+    assert "attendance.2.pupil_id" in problem["detail"]
+    assert "2024-10-07" in problem["detail"]
+    assert list(problem["errors"]) == ["attendance.2.pupil_id"]
+    assert outsider["id"] in problem["errors"]["attendance.2.pupil_id"][0]
+
+
+def test_session_conflict_names_every_pupil(web, group):
+    outsiders = [
+        web.register_pupil(surname=surname)["id"] for surname in ("Первый", "Второй")
+    ]
+    attendance = {outsiders[0]: "present", **all_present(group), outsiders[1]: "ill"}
+
+    response = web.post(
+        sessions_path(group), session_body(attendance), "specialist"
+    )
+
+    problem = expect_problem(response, 409)
+    assert set(problem["errors"]) == {"attendance.0.pupil_id", "attendance.3.pupil_id"}
+    for pupil_id in outsiders:
+        assert pupil_id in problem["detail"]

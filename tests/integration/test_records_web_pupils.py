@@ -18,6 +18,7 @@ from services.records.web.testing import (
     expect_problem,
     make_client,
     order,
+    programme_body,
     pupil_body,
     scores,
 )
@@ -979,3 +980,212 @@ def test_enrolment_effective_before_file_is_allowed_after_opening(web):
     answer = web.enrol(pupil["id"], programme["id"], YEAR_START - timedelta(days=1))
 
     assert answer["effective_date"] == "2024-09-01"
+
+
+# Attendance after the last day
+
+
+def attended_on(web: RecordsWebClient, session_date: str) -> dict[str, Any]:
+    """Enrol a pupil from 2025-09-02 and list them at a session on `session_date`."""
+    programme = web.create_programme()
+    pupil = web.register_pupil(opened_on="2025-08-26")
+    web.enrol(pupil["id"], programme["id"], date(2025, 9, 2))
+    year = {"start": "2025-09-01", "end": "2026-05-29"}
+    journal = web.open_journal(programme["id"], academic_year=year)
+    web.record_session(journal["id"], {pupil["id"]: "present"}, date=session_date)
+    return {"pupil": pupil, "programme": programme, "journal": journal}
+
+
+@pytest.fixture
+def session_dates_today(web):
+    """Skip when the 2025/2026 sessions of these tests would lie in the future."""
+    if web.today() < date(2025, 10, 6):
+        pytest.skip("the sessions of this test lie in the future")
+
+
+@pytest.mark.usefixtures("session_dates_today")
+def test_expulsion_before_attended_session_is_409(backend_web):
+    story = attended_on(backend_web, "2025-09-10")
+    head = backend_web.head()
+    body = expulsion_body(
+        story["programme"]["id"],
+        effective_date="2025-09-05",
+        order=order("40-у", date(2025, 9, 12)),
+    )
+
+    response = backend_web.post(
+        f"{PUPILS}/{story['pupil']['id']}/expulsions", body, "registrar"
+    )
+
+    detail = expect_problem(response, 409)["detail"]
+    assert "2025-09-10" in detail
+    assert story["journal"]["id"] in detail
+    assert backend_web.head() == head
+
+
+@pytest.mark.usefixtures("session_dates_today")
+def test_expulsion_on_last_attended_session(web):
+    story = attended_on(web, "2025-09-10")
+
+    answer = web.expel(
+        story["pupil"]["id"],
+        story["programme"]["id"],
+        date(2025, 9, 10),
+        order_date=date(2025, 9, 12),
+    )
+
+    assert answer["left_centre"] is True
+
+
+@pytest.mark.usefixtures("session_dates_today")
+def test_transfer_before_attended_session_is_409(web):
+    story = attended_on(web, "2025-10-05")
+    target = web.create_programme("ЛГ-2")
+    body = {
+        "from_programme_id": story["programme"]["id"],
+        "to_programme_id": target["id"],
+        "effective_date": "2025-10-01",
+        "order": order("5-п", date(2025, 10, 1)),
+    }
+
+    response = web.post(f"{PUPILS}/{story['pupil']['id']}/transfers", body, "registrar")
+
+    assert "2025-10-05" in expect_problem(response, 409)["detail"]
+
+
+# Dates checked against each other and against stored records
+
+
+@pytest.mark.parametrize(
+    ("changes", "path"),
+    [
+        ({"birth_date": "0001-01-01"}, "birth_date"),
+        ({"birth_date": "1899-12-31", "opened_on": "1900-01-01"}, "birth_date"),
+        ({"birth_date": "1900-01-01", "opened_on": "1900-01-01"}, "opened_on"),
+        ({"birth_date": "2006-08-26"}, "birth_date"),
+    ],
+)
+def test_register_rejects_impossible_dates(web, changes, path):
+    response = web.post(PUPILS, pupil_body(**changes), "registrar")
+
+    assert path in expect_problem(response, 422)["errors"]
+
+
+def test_register_without_opened_on_rejects_adult(web):
+    body = pupil_body(birth_date="2000-01-01")
+    del body["opened_on"]
+
+    errors = expect_problem(web.post(PUPILS, body, "registrar"), 422)["errors"]
+
+    assert list(errors) == ["birth_date"]
+    assert "18" in errors["birth_date"][0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "path"),
+    [
+        ({"effective_date": "0001-01-01"}, "effective_date"),
+        ({"order": order("12-у", date(1, 1, 1))}, "order.date"),
+    ],
+)
+def test_enrol_rejects_dates_before_records(web, changes, path):
+    programme = web.create_programme()
+    body = {
+        "programme_id": programme["id"],
+        "effective_date": "2024-09-02",
+        "order": order(),
+        **changes,
+    }
+
+    response = web.post(f"{PUPILS}/{UNKNOWN_ID}/enrolments", body, "registrar")
+
+    assert path in expect_problem(response, 422)["errors"]
+
+
+@pytest.mark.parametrize(
+    ("effective_date", "order_date", "words"),
+    [
+        ("2015-04-02", "2024-09-02", "birth date"),
+        ("2024-08-25", "2024-09-02", "personal file was opened (2024-08-26)"),
+        ("2024-09-02", "2024-08-19", "approving the programme (2024-08-20)"),
+    ],
+)
+def test_enrol_before_file_or_programme_is_409(
+    backend_web, effective_date, order_date, words
+):
+    programme = backend_web.create_programme()
+    pupil = backend_web.register_pupil()
+    head = backend_web.head()
+    body = {
+        "programme_id": programme["id"],
+        "effective_date": effective_date,
+        "order": order("12-у", date.fromisoformat(order_date)),
+    }
+
+    response = backend_web.post(f"{PUPILS}/{pupil['id']}/enrolments", body, "registrar")
+
+    assert words in expect_problem(response, 409)["detail"]
+    assert backend_web.head() == head
+
+
+def test_enrol_before_programme_approval_is_409(web):
+    programme = web.create_programme(approved_order=order("45-о", date(2024, 9, 5)))
+    pupil = web.register_pupil()
+
+    response = web.post(
+        f"{PUPILS}/{pupil['id']}/enrolments",
+        {
+            "programme_id": programme["id"],
+            "effective_date": "2024-09-02",
+            "order": order("12-у", date(2024, 9, 6)),
+        },
+        "registrar",
+    )
+
+    assert "2024-09-05" in expect_problem(response, 409)["detail"]
+
+
+def test_expulsion_order_before_enrolment_order_is_409(web, enrolled):
+    body = expulsion_body(
+        enrolled["programme"]["id"], order=order("30-о", date(2024, 9, 1))
+    )
+
+    response = web.post(
+        f"{PUPILS}/{enrolled['pupil']['id']}/expulsions", body, "registrar"
+    )
+
+    assert "2024-09-02" in expect_problem(response, 409)["detail"]
+
+
+def test_attestation_protocol_before_date_is_422(web, enrolled):
+    body = attestation_body(
+        enrolled["programme"]["id"], protocol=order("3", date(2024, 12, 19))
+    )
+
+    response = web.post(
+        f"{PUPILS}/{enrolled['pupil']['id']}/attestations", body, "methodist"
+    )
+
+    assert list(expect_problem(response, 422)["errors"]) == ["protocol.date"]
+
+
+def test_programme_order_before_records_is_422(web):
+    response = web.post(
+        "/api/v1/programmes",
+        programme_body(approved_order=order("45-о", date(1, 1, 1))),
+        "admin",
+    )
+
+    assert "approved_order.date" in expect_problem(response, 422)["errors"]
+
+
+def test_duplicate_programme_with_bad_date_is_422(web):
+    web.create_programme()
+
+    response = web.post(
+        "/api/v1/programmes",
+        programme_body(approved_order=order("45-о", date(1, 1, 1))),
+        "admin",
+    )
+
+    assert "approved_order.date" in expect_problem(response, 422)["errors"]

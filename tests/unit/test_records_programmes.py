@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
@@ -10,8 +11,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from services.records.domain.errors import InvalidFieldError
-from services.records.domain.programmes import ProgrammeCode
-from tests.records_helpers import CRITERIA, new_programme, scores
+from services.records.domain.programmes import Programme, ProgrammeCode
+from tests.records_helpers import CRITERIA, new_programme, order, scores
 
 pytestmark = pytest.mark.usefixtures("principal")
 
@@ -183,3 +184,18 @@ def test_level_matches_exact_fractions(case):
 
     assert total == sum(result.values())
     assert level == expected_level(total, sum(maxima), high, medium)
+
+
+def test_programme_order_before_records_rejected():
+    with pytest.raises(InvalidFieldError) as raised:
+        Programme.approve(
+            code="КРЗ-9",
+            title="Программа",
+            orientation="социально-педагогическая",
+            approved_order=order("1-о", date(1, 1, 1)),
+            criteria=CRITERIA,
+            high=Decimal("0.56"),
+            medium=Decimal("0.3"),
+        )
+
+    assert set(raised.value.errors) == {"approved_order.date"}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 
 from services.records.domain.errors import (
     InvalidFieldError,
+    NotEnrolledError,
     NotFoundError,
     RuleViolationError,
 )
@@ -921,3 +922,318 @@ def test_attendance_marks_enrolment_once():
 
     began = [e for e in pupil.pending_events if isinstance(e, Pupil.AttendanceBegan)]
     assert len(began) == 1
+
+
+def test_attendance_begins_once_per_journal():
+    pupil = enrolled(PROGRAMME_A)
+    group_journal, individual_journal = uuid4(), uuid4()
+
+    for journal_id in (group_journal, individual_journal, group_journal):
+        pupil.note_attendance(
+            programme_id=PROGRAMME_A, day=date(2024, 9, 9), journal_id=journal_id
+        )
+
+    began = [e for e in pupil.pending_events if isinstance(e, Pupil.AttendanceBegan)]
+    assert [e.journal_id for e in began] == [group_journal, individual_journal]
+    enrolment = pupil.active_enrolment(PROGRAMME_A)
+    assert enrolment.journal_ids == [group_journal, individual_journal]
+
+
+def test_attendance_outside_enrolment_names_pupil_and_day():
+    pupil = enrolled(PROGRAMME_A, on=date(2024, 10, 1))
+
+    with pytest.raises(NotEnrolledError) as raised:
+        pupil.note_attendance(
+            programme_id=PROGRAMME_A, day=date(2024, 9, 30), journal_id=uuid4()
+        )
+
+    assert raised.value.pupil_id == pupil.id
+    assert str(pupil.id) in str(raised.value)
+    assert "2024-09-30" in str(raised.value)
+
+
+# Attendance after the last day
+
+
+def attended(journal_id, day=date(2025, 9, 10)):
+    """Return a pupil enrolled from 2025-09-02 and listed at a session on `day`."""
+    pupil = new_pupil(opened_on=date(2025, 8, 26))
+    pupil.enrol(
+        programme_id=PROGRAMME_A,
+        effective_date=date(2025, 9, 2),
+        order=order("1-у", date(2025, 9, 2)),
+    )
+    pupil.note_attendance(programme_id=PROGRAMME_A, day=day, journal_id=journal_id)
+    return pupil
+
+
+def test_expulsion_before_attended_session_rejected():
+    journal_id = uuid4()
+    pupil = attended(journal_id)
+
+    with pytest.raises(RuleViolationError) as raised:
+        pupil.expel(
+            programme_id=PROGRAMME_A,
+            effective_date=date(2025, 9, 5),
+            ground="parents_request",
+            ground_detail=None,
+            order=order("40-у", date(2025, 9, 12)),
+            latest_sessions={journal_id: date(2025, 9, 10)},
+        )
+
+    assert "2025-09-10" in str(raised.value)
+    assert str(journal_id) in str(raised.value)
+    assert pupil.status == "enrolled"
+
+
+def test_expulsion_on_last_attended_session_allowed():
+    journal_id = uuid4()
+    pupil = attended(journal_id)
+
+    pupil.expel(
+        programme_id=PROGRAMME_A,
+        effective_date=date(2025, 9, 10),
+        ground="parents_request",
+        ground_detail=None,
+        order=order("40-у", date(2025, 9, 12)),
+        latest_sessions={journal_id: date(2025, 9, 10)},
+    )
+
+    assert pupil.status == "left"
+
+
+def test_expulsion_ignores_journals_of_other_enrolments():
+    pupil = attended(uuid4())
+
+    pupil.expel(
+        programme_id=PROGRAMME_A,
+        effective_date=date(2025, 9, 5),
+        ground="parents_request",
+        ground_detail=None,
+        order=order("40-у", date(2025, 9, 12)),
+        latest_sessions={uuid4(): date(2025, 9, 10)},
+    )
+
+    assert pupil.status == "left"
+
+
+def test_transfer_before_attended_session_rejected():
+    journal_id = uuid4()
+    pupil = attended(journal_id, day=date(2025, 10, 5))
+
+    with pytest.raises(RuleViolationError) as raised:
+        pupil.transfer(
+            from_programme_id=PROGRAMME_A,
+            to_programme_id=PROGRAMME_B,
+            effective_date=date(2025, 10, 1),
+            order=order("5-п", date(2025, 10, 1)),
+            latest_sessions={journal_id: date(2025, 10, 5)},
+        )
+
+    assert "2025-10-05" in str(raised.value)
+
+
+def test_transfer_day_after_attended_session_allowed():
+    journal_id = uuid4()
+    pupil = attended(journal_id, day=date(2025, 10, 5))
+
+    pupil.transfer(
+        from_programme_id=PROGRAMME_A,
+        to_programme_id=PROGRAMME_B,
+        effective_date=date(2025, 10, 6),
+        order=order("5-п", date(2025, 10, 6)),
+        latest_sessions={journal_id: date(2025, 10, 5)},
+    )
+
+    assert pupil.active_enrolment(PROGRAMME_B) is not None
+
+
+# Dates checked against each other
+
+
+@pytest.mark.parametrize(
+    ("birth_date", "opened_on", "path"),
+    [
+        (date(1, 1, 1), date(2024, 8, 26), "birth_date"),
+        (date(1899, 12, 31), date(2024, 8, 26), "birth_date"),
+        (date(1900, 1, 1), date(1900, 1, 1), "opened_on"),
+        (date(2006, 8, 26), date(2024, 8, 26), "birth_date"),
+        (date(1990, 1, 1), date(2024, 8, 26), "birth_date"),
+    ],
+)
+def test_registration_with_impossible_dates_rejected(birth_date, opened_on, path):
+    with pytest.raises(InvalidFieldError) as raised:
+        new_pupil(birth_date=birth_date, opened_on=opened_on)
+
+    assert path in raised.value.errors
+
+
+def test_registration_on_day_before_eighteenth_birthday():
+    pupil = new_pupil(birth_date=date(2006, 8, 27), opened_on=date(2024, 8, 26))
+
+    assert pupil.status == "registered"
+
+
+def test_registration_of_leap_day_child_before_birthday():
+    pupil = new_pupil(birth_date=date(2004, 2, 29), opened_on=date(2022, 2, 28))
+
+    assert pupil.birth_date == date(2004, 2, 29)
+
+
+@pytest.mark.parametrize(
+    ("effective_date", "signed_on", "path"),
+    [
+        (date(1, 1, 1), SEPT_2, "effective_date"),
+        (SEPT_2, date(1, 1, 1), "order.date"),
+        (date(1989, 12, 31), SEPT_2, "effective_date"),
+    ],
+)
+def test_enrolment_with_dates_before_records_rejected(effective_date, signed_on, path):
+    pupil = new_pupil()
+
+    with pytest.raises(InvalidFieldError) as raised:
+        pupil.enrol(
+            programme_id=PROGRAMME_A,
+            effective_date=effective_date,
+            order=order("1-у", signed_on),
+        )
+
+    assert set(raised.value.errors) == {path}
+
+
+@pytest.mark.parametrize(
+    ("effective_date", "signed_on", "words"),
+    [
+        (date(2015, 4, 2), SEPT_2, "birth date (2015-04-03)"),
+        (date(2024, 8, 25), SEPT_2, "opened (2024-08-26)"),
+        (date(2024, 8, 27), SEPT_2, "approving the programme (2024-08-28)"),
+        (SEPT_2, date(2024, 8, 27), "approving the programme (2024-08-28)"),
+    ],
+)
+def test_enrolment_before_file_or_programme_rejected(effective_date, signed_on, words):
+    pupil = new_pupil(opened_on=date(2024, 8, 26))
+
+    with pytest.raises(RuleViolationError) as raised:
+        pupil.enrol(
+            programme_id=PROGRAMME_A,
+            effective_date=effective_date,
+            order=order("1-у", signed_on),
+            programme_approved_on=date(2024, 8, 28),
+        )
+
+    assert words in str(raised.value)
+    assert pupil.enrolments == {}
+
+
+def test_enrolment_on_file_and_approval_day_allowed():
+    pupil = new_pupil(opened_on=date(2024, 8, 26))
+
+    pupil.enrol(
+        programme_id=PROGRAMME_A,
+        effective_date=date(2024, 8, 26),
+        order=order("1-у", date(2024, 8, 26)),
+        programme_approved_on=date(2024, 8, 26),
+    )
+
+    assert pupil.status == "enrolled"
+
+
+def test_expulsion_order_before_enrolment_order_rejected():
+    pupil = enrolled(PROGRAMME_A)
+
+    with pytest.raises(RuleViolationError) as raised:
+        expel(pupil, PROGRAMME_A, date(2025, 5, 30), signed=date(2024, 9, 1))
+
+    assert "2024-09-02" in str(raised.value)
+
+
+def test_expulsion_order_on_enrolment_order_day_allowed():
+    pupil = enrolled(PROGRAMME_A)
+
+    expel(pupil, PROGRAMME_A, date(2025, 5, 30), signed=SEPT_2)
+
+    assert pupil.status == "left"
+
+
+def test_transfer_order_before_enrolment_order_rejected():
+    pupil = enrolled(PROGRAMME_A)
+
+    with pytest.raises(RuleViolationError):
+        pupil.transfer(
+            from_programme_id=PROGRAMME_A,
+            to_programme_id=PROGRAMME_B,
+            effective_date=date(2025, 1, 13),
+            order=order("5-п", date(2024, 9, 1)),
+        )
+
+
+def test_transfer_before_target_programme_approval_rejected():
+    pupil = enrolled(PROGRAMME_A)
+
+    with pytest.raises(RuleViolationError) as raised:
+        pupil.transfer(
+            from_programme_id=PROGRAMME_A,
+            to_programme_id=PROGRAMME_B,
+            effective_date=date(2025, 1, 13),
+            order=order("5-п", date(2025, 1, 10)),
+            to_programme_approved_on=date(2025, 1, 20),
+        )
+
+    assert "2025-01-20" in str(raised.value)
+
+
+def test_expulsion_effective_before_records_rejected():
+    pupil = enrolled(PROGRAMME_A)
+
+    with pytest.raises(InvalidFieldError) as raised:
+        expel(pupil, PROGRAMME_A, date(1, 1, 1), signed=date(2025, 5, 30))
+
+    assert set(raised.value.errors) == {"effective_date"}
+
+
+def test_attestation_protocol_before_attestation_rejected():
+    programme = new_programme()
+    pupil = enrolled(programme.id)
+
+    with pytest.raises(InvalidFieldError) as raised:
+        pupil.record_attestation(
+            programme=programme,
+            kind="intermediate",
+            on=date(2024, 12, 20),
+            scores=scores(),
+            protocol=order("3", date(2024, 12, 19)),
+        )
+
+    assert set(raised.value.errors) == {"protocol.date"}
+
+
+# Destruction of a file that was never closed
+
+
+def test_destruction_of_registered_file_explains_closure():
+    pupil = new_pupil()
+
+    with pytest.raises(RuleViolationError) as raised:
+        pupil.destroy_personal_data(
+            act=order("1-ЭК", date(2025, 1, 10)),
+            reason="ошибочная регистрация",
+            destroyed_at=datetime(2025, 1, 10, 9, tzinfo=UTC),
+        )
+
+    message = str(raised.value)
+    assert "registered" in message
+    assert "never closed" in message
+    assert "expulsion ends their last programme" in message
+
+
+def test_destruction_of_enrolled_file_counts_programmes():
+    pupil = enrolled(PROGRAMME_A, PROGRAMME_B)
+
+    with pytest.raises(RuleViolationError) as raised:
+        pupil.destroy_personal_data(
+            act=order("1-ЭК", date(2025, 1, 10)),
+            reason="ошибка",
+            destroyed_at=datetime(2025, 1, 10, 9, tzinfo=UTC),
+        )
+
+    assert "enrolled in 2 programme(s)" in str(raised.value)

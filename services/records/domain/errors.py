@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -35,7 +36,29 @@ class InvalidFieldError(RecordsError):
 
 
 class RuleViolationError(RecordsError):
-    """A domain rule forbids the command in the current state."""
+    """A domain rule forbids the command in the current state.
+
+    `errors` maps field paths of the request, such as
+    `attendance.2.pupil_id`, to messages when the rule concerns given fields.
+    """
+
+    def __init__(
+        self, message: str, *, errors: dict[str, list[str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
+
+
+class NotEnrolledError(RuleViolationError):
+    """A pupil listed at a session is not enrolled in the programme that day."""
+
+    def __init__(self, pupil_id: UUID, day: date) -> None:
+        super().__init__(
+            f"pupil {pupil_id} is not enrolled in the journal's programme on "
+            f"{day.isoformat()}"
+        )
+        self.pupil_id = pupil_id
+        self.day = day
 
 
 class DuplicatePupilError(RuleViolationError):
@@ -63,6 +86,17 @@ class PersonalDataDestroyedError(RuleViolationError):
 
 class DuplicateProgrammeError(RuleViolationError):
     """A programme with the same code exists."""
+
+
+class DuplicateJournalError(RuleViolationError):
+    """A group journal with the same specialist, programme, group and year exists."""
+
+    def __init__(self, existing_id: UUID) -> None:
+        super().__init__(
+            f"group journal {existing_id} already has this specialist, programme, "
+            "group and academic year; record the sessions in it"
+        )
+        self.existing_id = existing_id
 
 
 class ConcurrentChangeError(RecordsError):

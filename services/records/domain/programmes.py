@@ -10,6 +10,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from services.records.domain.base import RecordsAggregate
+from services.records.domain.dates import EARLIEST_DOCUMENT_DATE, check_dates
 from services.records.domain.errors import InvalidFieldError
 
 LEVELS = ("high", "medium", "low")
@@ -72,6 +73,9 @@ class Programme(RecordsAggregate):
         medium: Decimal,
     ) -> Programme:
         """Enter a programme; criteria codes are unique, 0 ≤ medium < high ≤ 1."""
+        check_dates(
+            {"approved_order.date": (approved_order["date"], EARLIEST_DOCUMENT_DATE)}
+        )
         codes = [criterion["code"] for criterion in criteria]
         if len(set(codes)) != len(codes):
             raise InvalidFieldError("criteria", "criterion codes must be unique")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -12,7 +13,15 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate
 
 from services.records.domain.base import RecordsAggregate
+from services.records.domain.dates import (
+    EARLIEST_BIRTH_DATE,
+    EARLIEST_DOCUMENT_DATE,
+    adult_at_opening_error,
+    check_dates,
+)
 from services.records.domain.errors import (
+    InvalidFieldError,
+    NotEnrolledError,
     NotFoundError,
     PersonalDataDestroyedError,
     RuleViolationError,
@@ -56,6 +65,8 @@ class Enrolment:
     has_records: bool = False
     by_transfer: bool = False
     expulsions: list[Expulsion] = field(default_factory=list)
+    # Journals that recorded the pupil's attendance under this enrolment.
+    journal_ids: list[UUID] = field(default_factory=list)
 
     @property
     def expulsion(self) -> Expulsion | None:
@@ -266,7 +277,11 @@ class Pupil(RecordsAggregate):
             attestation.corrected = True
 
     class AttendanceBegan(Event):
-        """A journal recorded the first attendance under an enrolment."""
+        """A journal recorded the first attendance under an enrolment in it.
+
+        One event is stored per enrolment and journal. Logs written before
+        this rule hold one per enrolment, for the first journal only.
+        """
 
         TOPIC = "records:Pupil.AttendanceBegan"
         enrolment_id: UUID
@@ -274,7 +289,10 @@ class Pupil(RecordsAggregate):
         session_date: date
 
         def apply(self, aggregate: Pupil) -> None:
-            aggregate.enrolments[self.enrolment_id].has_records = True
+            enrolment = aggregate.enrolments[self.enrolment_id]
+            enrolment.has_records = True
+            if self.journal_id not in enrolment.journal_ids:
+                enrolment.journal_ids.append(self.journal_id)
 
     class PersonalDataDestroyed(Event):
         """The pupil's data key was destroyed under an act; the file is closed."""
@@ -317,8 +335,17 @@ class Pupil(RecordsAggregate):
         opened_on: date,
     ) -> Pupil:
         """Open the personal file of a newly registered pupil."""
+        check_dates(
+            {
+                "birth_date": (birth_date, EARLIEST_BIRTH_DATE),
+                "opened_on": (opened_on, EARLIEST_DOCUMENT_DATE),
+            }
+        )
         if birth_date > opened_on:
             raise RuleViolationError("the file cannot be opened before the birth date")
+        adult = adult_at_opening_error(birth_date, opened_on)
+        if adult is not None:
+            raise InvalidFieldError("birth_date", adult)
         return cls._create(
             cls.Registered,
             surname=surname,
@@ -400,10 +427,21 @@ class Pupil(RecordsAggregate):
     # Commands
 
     def enrol(
-        self, *, programme_id: UUID, effective_date: date, order: dict[str, Any]
+        self,
+        *,
+        programme_id: UUID,
+        effective_date: date,
+        order: dict[str, Any],
+        programme_approved_on: date | None = None,
     ) -> UUID:
-        """Enrol the pupil in a programme; re-admission reopens a closed file."""
+        """Enrol the pupil in a programme; re-admission reopens a closed file.
+
+        `programme_approved_on` is the date of the order approving the
+        programme; neither the enrolment nor its order may precede it.
+        """
+        _check_order_dates(effective_date, order)
         self.check_not_destroyed()
+        self._check_start_dates(effective_date, order, programme_approved_on)
         self._check_can_start(programme_id, effective_date)
         leaving = self.leaving_expulsion
         if leaving is not None and effective_date <= leaving.effective_date:
@@ -468,8 +506,16 @@ class Pupil(RecordsAggregate):
         to_programme_id: UUID,
         effective_date: date,
         order: dict[str, Any],
+        to_programme_approved_on: date | None = None,
+        latest_sessions: Mapping[UUID, date] | None = None,
     ) -> UUID:
-        """Move the pupil from one programme to another inside the centre."""
+        """Move the pupil from one programme to another inside the centre.
+
+        `latest_sessions` maps each journal that lists the pupil under the
+        enrolment being ended to the latest session date listing them. No
+        such session may fall on or after the transfer's effective date.
+        """
+        _check_order_dates(effective_date, order)
         self.check_not_destroyed()
         if from_programme_id == to_programme_id:
             raise RuleViolationError("a transfer needs two different programmes")
@@ -483,7 +529,11 @@ class Pupil(RecordsAggregate):
                 "a transfer must take effect after the enrolment it ends "
                 f"({current.effective_date.isoformat()})"
             )
-        self._check_no_records_after(current, effective_date - timedelta(days=1))
+        _check_not_before_order("transfer", order, current)
+        self._check_no_records_after(
+            current, effective_date - timedelta(days=1), latest_sessions or {}
+        )
+        self._check_start_dates(effective_date, order, to_programme_approved_on)
         self._check_can_start(to_programme_id, effective_date)
         enrolment_id = uuid4()
         self.trigger_event(
@@ -505,10 +555,17 @@ class Pupil(RecordsAggregate):
         ground: str,
         ground_detail: str | None,
         order: dict[str, Any],
+        latest_sessions: Mapping[UUID, date] | None = None,
     ) -> UUID:
-        """Expel the pupil from one programme; the last one closes the file."""
+        """Expel the pupil from one programme; the last one closes the file.
+
+        `latest_sessions` maps each journal that lists the pupil under the
+        enrolment to the latest session date listing them. No such session
+        may fall after the expulsion's effective date, the pupil's last day.
+        """
         if ground not in GROUNDS:
             raise ValueError(f"unknown ground {ground!r}")
+        _check_order_dates(effective_date, order)
         self.check_not_destroyed()
         enrolment = self.active_enrolment(programme_id)
         if enrolment is None:
@@ -518,7 +575,8 @@ class Pupil(RecordsAggregate):
                 "an expulsion cannot take effect before the enrolment "
                 f"({enrolment.effective_date.isoformat()})"
             )
-        self._check_no_records_after(enrolment, effective_date)
+        _check_not_before_order("expulsion", order, enrolment)
+        self._check_no_records_after(enrolment, effective_date, latest_sessions or {})
         others_active = any(
             e.status == "active" and e.id != enrolment.id
             for e in self.enrolments.values()
@@ -596,6 +654,12 @@ class Pupil(RecordsAggregate):
         """Record an attestation result for a programme the pupil attends or attended."""
         if kind not in ATTESTATION_KINDS:
             raise ValueError(f"unknown attestation kind {kind!r}")
+        check_dates(
+            {
+                "date": (on, EARLIEST_DOCUMENT_DATE),
+                "protocol.date": (protocol["date"], on),
+            }
+        )
         self.check_not_destroyed()
         total, level = programme.grade(scores)
         enrolment = self.enrolment_on(programme.id, on)
@@ -639,14 +703,12 @@ class Pupil(RecordsAggregate):
         )
 
     def note_attendance(self, *, programme_id: UUID, day: date, journal_id: UUID) -> None:
-        """Mark the enrolment covering `day` as having attendance recorded."""
+        """Record that `journal_id` lists the pupil under the enrolment covering `day`."""
         self.check_not_destroyed()
         enrolment = self.enrolment_on(programme_id, day)
         if enrolment is None:
-            raise RuleViolationError(
-                "the pupil is not enrolled in the journal's programme on that day"
-            )
-        if not enrolment.has_records:
+            raise NotEnrolledError(self.id, day)
+        if journal_id not in enrolment.journal_ids:
             self.trigger_event(
                 self.AttendanceBegan,
                 enrolment_id=enrolment.id,
@@ -664,10 +726,7 @@ class Pupil(RecordsAggregate):
         """
         self.check_not_destroyed()
         if self.status != "left":
-            raise RuleViolationError(
-                f"only the file of a pupil who left the centre can be destroyed; "
-                f"this file is {self.status}"
-            )
+            raise RuleViolationError(self._not_closed_message())
         closed_on = self.file_closed_on
         if closed_on is not None and act["date"] < closed_on:
             raise RuleViolationError(
@@ -707,12 +766,72 @@ class Pupil(RecordsAggregate):
                     f"previous one in this programme ({enrolment.last_day.isoformat()})"
                 )
 
-    def _check_no_records_after(self, enrolment: Enrolment, last_day: date) -> None:
+    def _not_closed_message(self) -> str:
+        start = "only the file of a pupil who left the centre can be destroyed"
+        if self.status == "enrolled":
+            active = sum(e.status == "active" for e in self.enrolments.values())
+            return (
+                f"{start}; this file is enrolled in {active} programme(s). It "
+                "closes, and its retention period starts, when an expulsion "
+                "ends the last of them"
+            )
+        # A registered file has no standing enrolment: none was made, or each
+        # was cancelled as made by mistake. The file plan sets retention only
+        # for files closed by the pupil's leaving, so nothing starts the count.
+        return (
+            f"{start}; this file is registered: no enrolment in it stands, so it "
+            "was never closed and no retention period runs for it. A file "
+            "becomes destroyable only after the pupil leaves the centre, when "
+            "an expulsion ends their last programme"
+        )
+
+    def _check_start_dates(
+        self, effective_date: date, order: dict[str, Any], approved_on: date | None
+    ) -> None:
+        """Check the first day of an enrolment against the file and the programme."""
+        if self.birth_date is not None and effective_date < self.birth_date:
+            raise RuleViolationError(
+                "an enrolment cannot take effect before the pupil's birth date "
+                f"({self.birth_date.isoformat()})"
+            )
+        if effective_date < self.opened_on:
+            raise RuleViolationError(
+                "an enrolment cannot take effect before the personal file was "
+                f"opened ({self.opened_on.isoformat()})"
+            )
+        if approved_on is None:
+            return
+        if effective_date < approved_on:
+            raise RuleViolationError(
+                "an enrolment cannot take effect before the order approving the "
+                f"programme ({approved_on.isoformat()})"
+            )
+        if order["date"] < approved_on:
+            raise RuleViolationError(
+                "the order cannot predate the order approving the programme "
+                f"({approved_on.isoformat()})"
+            )
+
+    def _check_no_records_after(
+        self,
+        enrolment: Enrolment,
+        last_day: date,
+        latest_sessions: Mapping[UUID, date],
+    ) -> None:
         for attestation in self.attestations.values():
             if attestation.enrolment_id == enrolment.id and attestation.date > last_day:
                 raise RuleViolationError(
                     "an attestation is recorded under this enrolment after "
                     f"{last_day.isoformat()}"
+                )
+        for journal_id in enrolment.journal_ids:
+            latest = latest_sessions.get(journal_id)
+            if latest is not None and latest > last_day:
+                raise RuleViolationError(
+                    f"journal {journal_id} lists the pupil at a session on "
+                    f"{latest.isoformat()}, after the last day "
+                    f"{last_day.isoformat()}; the pupil's last day must be on or "
+                    "after their last session"
                 )
 
 
@@ -732,6 +851,24 @@ def _leaving_expulsion(enrolments: list[Enrolment]) -> Expulsion | None:
         key=lambda e: (e.effective_date, e.order["date"], e.sequence),
         default=None,
     )
+
+
+def _check_order_dates(effective_date: date, order: dict[str, Any]) -> None:
+    check_dates(
+        {
+            "effective_date": (effective_date, EARLIEST_DOCUMENT_DATE),
+            "order.date": (order["date"], EARLIEST_DOCUMENT_DATE),
+        }
+    )
+
+
+def _check_not_before_order(kind: str, order: dict[str, Any], enrolment: Enrolment) -> None:
+    signed_on = enrolment.order["date"]
+    if order["date"] < signed_on:
+        raise RuleViolationError(
+            f"the {kind} order cannot predate the order of the enrolment it ends "
+            f"({signed_on.isoformat()})"
+        )
 
 
 def _copy(scores: dict[str, int] | None) -> dict[str, int] | None:

@@ -18,6 +18,7 @@ from services.records.domain.errors import (
     InvalidFieldError,
     NotFoundError,
     RecordsError,
+    RuleViolationError,
 )
 from services.records.keys import MasterKeyError
 from shared.problems import (
@@ -60,6 +61,12 @@ def problem_for(error: RecordsError) -> Problem:
         )
     # Rule violations and concurrent changes: the command is refused as the
     # records stand now (a concurrent change may succeed when retried).
+    if isinstance(error, RuleViolationError) and error.errors:
+        errors = {
+            path: [_sentence(message) for message in messages]
+            for path, messages in error.errors.items()
+        }
+        return conflict(_sentence(str(error)), errors=errors)
     return conflict(_sentence(str(error)))
 
 

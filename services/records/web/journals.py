@@ -7,7 +7,12 @@ from typing import Any
 import marshmallow as ma
 from flask.views import MethodView
 
-from services.records.domain.journals import ATTENDANCE_STATUSES, JOURNAL_KINDS
+from services.records.domain.dates import EARLIEST_DOCUMENT_DATE
+from services.records.domain.journals import (
+    ATTENDANCE_STATUSES,
+    JOURNAL_KINDS,
+    group_field_error,
+)
 from services.records.web.common import (
     LOCATION_HEADER_DOC,
     Body,
@@ -22,6 +27,7 @@ from services.records.web.common import (
 from services.records.web.schemas import (
     DateString,
     IdString,
+    NotBefore,
     ReadQueryArgsSchema,
     TimestampString,
 )
@@ -60,7 +66,7 @@ class SpecialistSchema(ma.Schema):
 class AcademicYearSchema(ma.Schema):
     """The academic year by the centre's calendar: first and last day."""
 
-    start = StrictDate(required=True)
+    start = StrictDate(required=True, validate=NotBefore(EARLIEST_DOCUMENT_DATE))
     end = StrictDate(required=True)
 
 
@@ -71,7 +77,20 @@ class JournalRequestSchema(ma.Schema):
     specialist = ma.fields.Nested(SpecialistSchema, required=True)
     academic_year = ma.fields.Nested(AcademicYearSchema, required=True)
     kind = ma.fields.String(required=True, validate=ma.validate.OneOf(JOURNAL_KINDS))
-    group = Name(load_default=None, allow_none=True)
+    group = Name(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Required for a group journal, absent for an individual one"},
+    )
+
+    @ma.validates_schema
+    def check_group_fits_kind(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """Require a group for a group journal and none for an individual one."""
+        message = group_field_error(data["kind"], data["group"])
+        if message is not None:
+            raise ma.ValidationError(
+                message[0].upper() + message[1:] + ".", field_name="group"
+            )
 
 
 class AttendanceLineSchema(ma.Schema):
@@ -86,7 +105,9 @@ class AttendanceLineSchema(ma.Schema):
 class SessionRequestSchema(ma.Schema):
     """A session entry: when, how long, the topic and who attended."""
 
-    date = StrictDate(required=True, validate=PastOrToday())
+    date = StrictDate(
+        required=True, validate=[PastOrToday(), NotBefore(EARLIEST_DOCUMENT_DATE)]
+    )
     start_time = ma.fields.String(
         required=True,
         validate=ma.validate.Regexp(
@@ -120,7 +141,9 @@ class SessionRequestSchema(ma.Schema):
 class ClosureRequestSchema(ma.Schema):
     """The day the journal is closed: not before its last session."""
 
-    closed_on = StrictDate(required=True, validate=PastOrToday())
+    closed_on = StrictDate(
+        required=True, validate=[PastOrToday(), NotBefore(EARLIEST_DOCUMENT_DATE)]
+    )
 
 
 # Responses

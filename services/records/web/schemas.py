@@ -3,12 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any, Literal
 from uuid import UUID
 
 import marshmallow as ma
 
+from services.records.domain.dates import EARLIEST_DOCUMENT_DATE, earliest_date_error
 from shared.fields import Cursor, PageQuerySchema, min_position_field
+
+
+class NotBefore(ma.validate.Validator):
+    """Rejects a date earlier than a fixed bound."""
+
+    def __init__(self, earliest: date) -> None:
+        self.earliest = earliest
+
+    def __call__(self, value: date) -> date:
+        message = earliest_date_error(value, self.earliest)
+        if message is not None:
+            raise ma.ValidationError(_sentence(message))
+        return value
+
+
+def check_document_date(data: Mapping[str, Any], document: str) -> None:
+    """Reject a nested `order` or `protocol` dated before the centre's documents.
+
+    The nested schemas are shared with the archive service, which sets no
+    such bound, so the check runs on the request that contains them.
+    """
+    nested = data.get(document)
+    if not isinstance(nested, Mapping) or not isinstance(nested.get("date"), date):
+        return
+    message = earliest_date_error(nested["date"], EARLIEST_DOCUMENT_DATE)
+    if message is not None:
+        raise ma.ValidationError({document: {"date": [_sentence(message)]}})
+
+
+def _sentence(message: str) -> str:
+    return message[0].upper() + message[1:] + "."
 
 
 class IdString(ma.fields.String):
