@@ -290,6 +290,63 @@ def archive_rebuild(data_dir: Path | None) -> None:
     click.echo("archive read models rebuilt", err=True)
 
 
+@cli.group("access-log")
+def access_log() -> None:
+    """Commands of the access log of personal-data reads (records service)."""
+
+
+@access_log.command("verify")
+@data_dir_option
+def access_log_verify(data_dir: Path | None) -> None:
+    """Check the hash chain of the access log; exit 1 at the first broken link.
+
+    Only reads the database, so it may run while the services run.
+    """
+    settings = load_settings(data_dir)
+    report = _verify_access_log(settings.records_database_url)
+    if not report.intact:
+        raise CommandError(
+            f"the access log is broken at record {report.broken_at}: "
+            f"{report.reason}; the {report.checked} records before it are intact"
+        )
+    click.echo(f"access log intact: {report.checked} records checked")
+
+
+def _verify_access_log(url: str) -> Any:
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    from services.records.accesslog import (
+        AccessLog,
+        ChainReport,
+        access_log,
+        verify_chain,
+    )
+    from shared.storage import create_sql_engine, is_memory
+
+    if is_memory(url):
+        raise CommandError("the in-memory records store has no access log to check")
+    parsed = make_url(url)
+    database_file = (
+        Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
+    )
+    # Opening a missing SQLite file would create an empty database.
+    if database_file is not None and not database_file.exists():
+        raise CommandError(
+            f"no records database at {database_file}; check --data-dir "
+            "or RECORDS_DATABASE_URL"
+        )
+    # Parameters stay out of error messages, because they contain names and
+    # purposes.
+    engine = create_sql_engine(url, hide_parameters=True)
+    try:
+        if not inspect(engine).has_table(access_log.name):
+            return ChainReport(checked=0)
+        return verify_chain(AccessLog(engine, engine))
+    finally:
+        engine.dispose()
+
+
 @records.command("project")
 @data_dir_option
 def records_project(data_dir: Path | None) -> None:

@@ -275,16 +275,29 @@ def check_port_free(port: int) -> None:
             ) from None
 
 
+# A line of gunicorn's access log in the format of services/gunicorn_conf.py
+# for a request that succeeded: address, [time], "METHOD route", status < 400.
+_SUCCESS_ACCESS_LINE = re.compile(r'^\S+ \[[^\]]+\] "[A-Z]+ [^"]*" [123]\d\d ')
+
+
 class OutputSink:
-    """Writes child output to the terminal, each line prefixed with its process."""
+    """Writes child output to the terminal, each line prefixed with its process.
+
+    While `quiet_access_log` is set, access-log lines of successful requests
+    are left out, for example during the demo data load, which sends
+    thousands of them. The log files still get every line.
+    """
 
     def __init__(self, stream: IO[str], width: int) -> None:
         self._stream = stream
         self._width = width
         self._lock = threading.Lock()
+        self.quiet_access_log = threading.Event()
 
     def write(self, name: str, line: str) -> None:
         """Write one line of the process `name` to the terminal."""
+        if self.quiet_access_log.is_set() and _SUCCESS_ACCESS_LINE.match(line):
+            return
         self.write_text(f"{name:<{self._width}} | {line}\n")
 
     def write_text(self, text: str) -> None:
@@ -727,7 +740,7 @@ def _supervise(
                 return
             _print_banner(sink, urls, local_tokens_path(settings))
             if demo:
-                _start_demo_loader(urls.records, tokens, stop)
+                _start_demo_loader(urls.records, tokens, stop, sink)
             while not stop.is_set():
                 supervisor.tend()
                 stop.wait(POLL_INTERVAL_SECONDS)
@@ -785,11 +798,14 @@ def records_store_is_empty(records_url: str, tokens: Mapping[str, str]) -> bool:
 
 
 def _start_demo_loader(
-    records_url: str, tokens: Mapping[str, str], stop: threading.Event
+    records_url: str,
+    tokens: Mapping[str, str],
+    stop: threading.Event,
+    sink: OutputSink,
 ) -> threading.Thread:
     thread = threading.Thread(
         target=_load_demo,
-        args=(records_url, dict(tokens), stop),
+        args=(records_url, dict(tokens), stop, sink),
         name="demo-loader",
         daemon=True,
     )
@@ -797,7 +813,14 @@ def _start_demo_loader(
     return thread
 
 
-def _load_demo(records_url: str, tokens: dict[str, str], stop: threading.Event) -> None:
+def _load_demo(
+    records_url: str,
+    tokens: dict[str, str],
+    stop: threading.Event,
+    sink: OutputSink | None = None,
+) -> None:
+    if sink is not None:
+        sink.quiet_access_log.set()
     try:
         _load_demo_if_empty(records_url, tokens)
     except Exception as error:  # the services keep running without demo data
@@ -805,6 +828,9 @@ def _load_demo(records_url: str, tokens: dict[str, str], stop: threading.Event) 
             log.info("demo data load interrupted by the stop")
         else:
             log.error("demo data load failed: %s", _one_line(error))
+    finally:
+        if sink is not None:
+            sink.quiet_access_log.clear()
 
 
 def _load_demo_if_empty(records_url: str, tokens: dict[str, str]) -> None:
@@ -817,7 +843,11 @@ def _load_demo_if_empty(records_url: str, tokens: dict[str, str]) -> None:
         log.error("demo data not loaded: the demo loader is missing (%s)", error)
         return
 
-    log.info("loading the demo data through %s", records_url)
+    log.info(
+        "loading the demo data through %s; the request lines of successful "
+        "requests go only to the log files meanwhile",
+        records_url,
+    )
     summary = load(records_url, tokens, progress=True)
     log.info("demo data loaded: %s", summary)
 

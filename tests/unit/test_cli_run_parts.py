@@ -413,3 +413,35 @@ def test_children_create_private_files(tmp_path: Path) -> None:
     assert mode_of(created) == 0o600
     assert mode_of(child.log_file) == 0o600
     assert mode_of(logs) == 0o700
+
+
+ACCESS_OK = (
+    '127.0.0.1 [05/Jan/2026:10:00:00 +0000] "POST /api/v1/pupils" 201 512 9ms a1'
+)
+ACCESS_FAILED = (
+    '127.0.0.1 [05/Jan/2026:10:00:00 +0000] "POST /api/v1/pupils" 409 300 8ms a2'
+)
+
+
+def test_quiet_sink_drops_successful_requests() -> None:
+    stream = io.StringIO()
+    sink = runner.OutputSink(stream, 11)
+    sink.quiet_access_log.set()
+
+    sink.write("records-web", ACCESS_OK)
+    sink.write("records-web", ACCESS_FAILED)
+    sink.write("records-web", "[INFO] Booting worker with pid: 12")
+
+    written = stream.getvalue()
+    assert ACCESS_OK not in written
+    assert ACCESS_FAILED in written
+    assert "Booting worker" in written
+
+
+def test_sink_writes_requests_by_default() -> None:
+    stream = io.StringIO()
+    sink = runner.OutputSink(stream, 11)
+
+    sink.write("records-web", ACCESS_OK)
+
+    assert stream.getvalue() == f"records-web | {ACCESS_OK}\n"
