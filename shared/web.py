@@ -62,6 +62,7 @@ from shared.config import Settings
 from shared.fields import (
     SETTINGS_CONFIG_KEY,
     Cursor,
+    SealedCursor,
     StrictDate,
     Text,
     UtcTimestamp,
@@ -211,6 +212,7 @@ def _register_field_types(api: Api) -> None:
     api.register_field(UtcTimestamp, "string", "date-time")
     api.register_field(UUIDField, "string", "uuid")
     api.register_field(Cursor, "string", None)
+    api.register_field(SealedCursor, "string", None)
 
 
 def _reject_undeclared_query() -> None:
