@@ -28,7 +28,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -365,17 +365,21 @@ def waiting_slot() -> Iterator[bool]:
 
 
 def wait_for_position(
-    read_position: Callable[[], int], target: int, timeout: float
+    read_position: Callable[[], int],
+    target: int,
+    timeout: float,
+    slot: AbstractContextManager[bool] | None = None,
 ) -> int:
     """Poll `read_position` until it reaches `target`; 503 after `timeout` s.
 
-    The answer is 503 at once when the position is not reached yet and the
-    process has no waiting slot left for the request.
+    A position not reached at the first read is waited for only inside
+    `slot` (such as `waiting_slot()`), and a slot that is not granted gives
+    503 at once. Without `slot` the wait is not limited.
     """
     position = read_position()
     if position >= target:
         return position
-    with waiting_slot() as granted:
+    with slot if slot is not None else nullcontext(True) as granted:
         if not granted:
             raise unavailable(
                 f"The read model has not reached position {target} (it is at "
@@ -409,11 +413,16 @@ def _poll_position(
 def ensure_min_position(
     read_position: Callable[[], int], min_position: int | None
 ) -> None:
-    """Wait for `min_position` (if given) within the configured timeout."""
+    """Wait for `min_position` (if given) within the configured timeout.
+
+    The wait takes a waiting slot of the request's token (see `waiting_slot`).
+    """
     if min_position is None:
         return
     settings: Settings = current_app.config[SETTINGS_CONFIG_KEY]
-    wait_for_position(read_position, min_position, settings.min_position_timeout)
+    wait_for_position(
+        read_position, min_position, settings.min_position_timeout, waiting_slot()
+    )
 
 
 _DOCS_STYLE = """

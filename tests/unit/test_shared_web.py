@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from shared.problems import Problem
+from shared.wakeups import WaitingLimiter
 from shared.web import ApiJSONProvider, render_docs_page, wait_for_position
 
 
@@ -52,6 +53,34 @@ def test_wait_times_out_with_503():
     assert caught.value.headers["Retry-After"] == "1"
     assert "position 5" in caught.value.detail
     assert 0.15 <= elapsed < 1.0
+
+
+def test_wait_without_slot_is_503_at_once():
+    limiter = WaitingLimiter(max_waiting=0, max_waiting_per_client=1)
+    read = Counter(4, 1)
+    started = time.monotonic()
+
+    with pytest.raises(Problem) as caught:
+        wait_for_position(read, 6, timeout=5, slot=limiter.slot("token:t-1"))
+
+    assert time.monotonic() - started < 1.0
+    assert read.calls == 1
+    assert caught.value.status == 503
+    assert caught.value.headers["Retry-After"] == "1"
+    assert "too many requests are waiting" in caught.value.detail
+
+
+def test_wait_holds_slot_while_polling():
+    limiter = WaitingLimiter(max_waiting=1, max_waiting_per_client=1)
+    held: list[int] = []
+
+    def read() -> int:
+        held.append(limiter.waiting)
+        return len(held)
+
+    assert wait_for_position(read, 3, timeout=5, slot=limiter.slot("a")) == 3
+    assert held == [0, 1, 1]
+    assert limiter.waiting == 0
 
 
 def test_json_provider_encodes_domain_values():

@@ -127,7 +127,7 @@ def check_after(application: RecordsApplication, after: int) -> None:
 def wait_for_min_position(application: RecordsApplication, position: int) -> None:
     """Wait until the log contains `position` (a 503 problem after the timeout)."""
     timeout = get_runtime().settings.min_position_timeout
-    wait_for_position(application.head_position, position, timeout)
+    wait_for_position(application.head_position, position, timeout, waiting_slot())
 
 
 def wait_for_event(
