@@ -364,7 +364,7 @@ class Child:
         """Whether the process was started and has not ended."""
         return self.process is not None and self.process.poll() is None
 
-    def failure_lines(self) -> list[str]:
+    def failure_lines(self, fallback: bool = True) -> list[str]:
         """Return the error lines of the process's latest output, for a message.
 
         Waits briefly for the output copier, because the last lines may still
@@ -372,7 +372,7 @@ class Child:
         """
         if self.reader is not None:
             self.reader.join(timeout=OUTPUT_DRAIN_SECONDS)
-        return error_lines(self.log_file, self.log_offset)
+        return error_lines(self.log_file, self.log_offset, fallback=fallback)
 
     def schedule_restart(self, now: float) -> float:
         """Count a failure and return the delay before the next start."""
@@ -415,13 +415,18 @@ _ERROR_RECORD = re.compile(r"\[(ERROR|CRITICAL)\]| (ERROR|CRITICAL) ")
 
 
 def error_lines(
-    log_file: Path, offset: int = 0, limit: int = FAILURE_LINES
+    log_file: Path,
+    offset: int = 0,
+    limit: int = FAILURE_LINES,
+    *,
+    fallback: bool = True,
 ) -> list[str]:
     """Return the last distinct error lines of `log_file` from byte `offset` on.
 
     Error lines are click's "Error: ..." messages, the last lines of
     tracebacks and log records at level ERROR or CRITICAL, without gunicorn's
-    boot-failure boilerplate. Without any, returns the last non-blank lines.
+    boot-failure boilerplate. Without any, returns the last non-blank lines,
+    or nothing when `fallback` is false.
     """
     try:
         with open(log_file, "rb") as stream:
@@ -442,7 +447,9 @@ def error_lines(
             if line in found:
                 found.remove(line)
             found.append(line)
-    return found[-limit:] if found else lines[-limit:]
+    if found:
+        return found[-limit:]
+    return lines[-limit:] if fallback else []
 
 
 def describe_exit(code: int) -> str:
@@ -501,15 +508,15 @@ class Supervisor:
             if code is not None:
                 # gunicorn workers outlive a killed master and keep its port.
                 child.kill_group()
-                cause = child.failure_lines()[-1:]
+                errors = child.failure_lines(fallback=False)
                 delay = child.schedule_restart(now)
                 log.warning(
-                    "%s %s%s; restarting in %.0f s (see %s)",
+                    "%s %s; restarting in %.0f s (see %s)%s",
                     child.name,
                     describe_exit(code),
-                    f" ({cause[0]})" if cause else "",
                     delay,
                     child.log_file,
+                    f"; last error: {errors[-1]}" if errors else "",
                 )
 
     def stop_all(self, force: threading.Event | None = None) -> None:

@@ -445,3 +445,25 @@ def test_sink_writes_requests_by_default() -> None:
     sink.write("records-web", ACCESS_OK)
 
     assert stream.getvalue() == f"records-web | {ACCESS_OK}\n"
+
+
+def test_error_lines_without_fallback(tmp_path: Path) -> None:
+    log = tmp_path / "records-projector.log"
+    log.write_text("INFO records projector started\n", encoding="utf-8")
+
+    assert runner.error_lines(log, fallback=False) == []
+
+
+def test_restart_warning_names_last_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    script = "import sys; print('Error: the database is locked'); sys.exit(2)"
+    supervisor = run_script_child(tmp_path / "logs", "crasher", script)
+
+    with caplog.at_level("WARNING", logger="services.runner"):
+        supervisor.tend()
+    supervisor.stop_all()
+
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("crasher exited with code 2; restarting in 1 s")
+    assert warning.endswith("; last error: Error: the database is locked")
