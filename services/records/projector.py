@@ -471,9 +471,11 @@ COUNT_COLUMNS = ("sessions", *ATTENDANCE_STATUSES)
 
 def _pupil_row(pupil: Pupil) -> dict[str, Any]:
     return {
+        # Case folding may lengthen a name (ß becomes ss); a prefix of the
+        # column's length orders the list just as well.
         "sort_key": normalised_full_name(
             pupil.surname or "", pupil.name or "", pupil.patronymic
-        ),
+        )[: pupils.c.sort_key.type.length],
         "status": pupil.status,
         "document": personal_file_document(pupil),
     }

@@ -260,6 +260,18 @@ def walk_pupils(read_models, limit, **filters):
             return pages
 
 
+def test_longest_names_listed_though_folding_lengthens_them(records_app, read_models):
+    # Each name is at the 200-character limit, and case folding makes every
+    # ß two letters: the full sort key is longer than its column.
+    longest = "ß" * 200
+    pupil_id = register_pupil(records_app, longest, longest, longest, date(2015, 1, 1))
+
+    items, _ = read_models().pupils(10)
+
+    assert [item["id"] for item in items] == [str(pupil_id)]
+    assert read_models().personal_file(pupil_id)["surname"] == longest
+
+
 def test_pupils_ordered_by_normalised_name_then_id(read_models, listed):
     items, cursor = read_models().pupils(100)
 
