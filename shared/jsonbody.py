@@ -3,8 +3,8 @@
 `read_json_body()` applies the body checks in the order of the API contract.
 It checks the content type and content coding (415) and the size (413)
 first. Then it checks the JSON itself (400): missing, not UTF-8, malformed,
-duplicate keys, not an object, or nested deeper than 32 levels. Last come `NaN`, `Infinity` and
-numbers out of range (422). `StrictParser` is a webargs
+duplicate keys, not an object, or nested deeper than 32 levels. Last come
+`NaN`, `Infinity` and numbers out of range (422). `StrictParser` is a webargs
 parser that uses it for `location="json"`, rejects unknown and repeated query
 parameters, and raises every validation error as a 422 problem whose
 `errors` are keyed by dotted field paths (`order.date`,
@@ -330,6 +330,24 @@ class StrictParser(FlaskParser):
         "query": ma.RAISE,
         "querystring": ma.RAISE,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._schemas: dict[type[ma.Schema], ma.Schema] = {}
+
+    def _get_schema(self, argmap: Any, req: flask.Request) -> ma.Schema:
+        """Build each schema class once and load every request with it.
+
+        webargs would build a new instance, nested schemas and all, for every
+        request. A marshmallow schema keeps no state between loads, so
+        threads may share one.
+        """
+        if isinstance(argmap, type) and issubclass(argmap, ma.Schema):
+            schema = self._schemas.get(argmap)
+            if schema is None:
+                schema = self._schemas.setdefault(argmap, argmap())
+            return schema
+        return super()._get_schema(argmap, req)
 
     def load_json(self, req: flask.Request, schema: ma.Schema) -> Any:
         """Return the body as a dict, raising a problem for 415, 413 or 400."""

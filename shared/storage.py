@@ -148,7 +148,10 @@ def _sqlite_path(parsed: URL) -> str:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # The read models contain decrypted names, so the file is created private.
     # SQLite gives its -wal and -shm files the database file's mode.
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing file keeps its mode; anything else fails on open
     return str(path)
 
 
