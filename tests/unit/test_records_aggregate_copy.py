@@ -32,7 +32,7 @@ def enrolled_pupil() -> Pupil:
         pupil.enrol(
             programme_id=PROGRAMME_ID,
             effective_date=date(2024, 9, 2),
-            order={"number": "12-у", "date": "2024-09-02"},
+            order={"number": "12-у", "date": date(2024, 9, 2)},
         )
     return pupil
 
@@ -84,7 +84,7 @@ def test_programme_copy_keeps_decimal_thresholds():
             code="ПРОГ-1",
             title="Школа общения",
             orientation="социально-гуманитарная",
-            approved_order={"number": "1-од", "date": "2019-08-28"},
+            approved_order={"number": "1-од", "date": date(2019, 8, 28)},
             criteria=[{"code": "speech", "title": "Речь", "max_score": 10}],
             high=Decimal("0.8"),
             medium=Decimal("0.5"),
