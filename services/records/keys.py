@@ -63,6 +63,8 @@ NONCE_BYTES = 12
 # command path and the projector check the database at once.
 KEY_CACHE_SECONDS = 30.0
 KEY_CACHE_SIZE = 10_000
+# Keys read by one statement of `load_keys`.
+KEYS_PER_READ = 500
 CHECKPOINT_ATTEMPTS = 20
 CHECKPOINT_PAUSE_SECONDS = 0.1
 MASTER_FINGERPRINT_NAME = "master"
@@ -296,6 +298,10 @@ class KeyRing(ABC):
         """Return the stored key of a pupil, or None when there is none."""
 
     @abstractmethod
+    def _read_many(self, pupil_ids: set[UUID]) -> dict[UUID, StoredKey]:
+        """Return the stored keys of those of `pupil_ids` that have one."""
+
+    @abstractmethod
     def _read_destroyed(self, pupil_ids: set[UUID]) -> set[UUID]:
         """Return the pupils among `pupil_ids` whose key was destroyed."""
 
@@ -361,6 +367,27 @@ class KeyRing(ABC):
         if key is None:
             raise DataKeyDestroyedError(pupil_id)
         return key
+
+    def load_keys(self, pupil_ids: Iterable[UUID]) -> None:
+        """Bring the keys of `pupil_ids` that are not in the cache in, in one read.
+
+        Decoding a batch of events then finds every key of their pupils here.
+        """
+        now = self._clock()
+        with self._lock:
+            wanted = {
+                pupil_id
+                for pupil_id in pupil_ids
+                if pupil_id not in self._destroyed
+                and (pupil_id not in self._cache or self._cache[pupil_id][1] <= now)
+            }
+        if not wanted:
+            return
+        for pupil_id, stored in self._read_many(wanted).items():
+            if stored.destroyed or stored.wrapped is None:
+                self.forget(pupil_id)
+            else:
+                self._remember(pupil_id, self._unwrap(pupil_id, stored.wrapped))
 
     def is_destroyed(self, pupil_id: UUID) -> bool:
         """Tell whether the pupil's key was destroyed, reading the store now."""
@@ -448,6 +475,10 @@ class MemoryKeyRing(KeyRing):
     def _read(self, pupil_id: UUID) -> StoredKey | None:
         with self._rows_lock:
             return self._rows.get(pupil_id)
+
+    def _read_many(self, pupil_ids: set[UUID]) -> dict[UUID, StoredKey]:
+        with self._rows_lock:
+            return {i: self._rows[i] for i in pupil_ids if i in self._rows}
 
     def _read_destroyed(self, pupil_ids: set[UUID]) -> set[UUID]:
         with self._rows_lock:
@@ -537,6 +568,27 @@ class SqlKeyRing(KeyRing):
         return StoredKey(
             wrapped=rows[0].wrapped_key, destroyed=rows[0].destroyed_at is not None
         )
+
+    def _read_many(self, pupil_ids: set[UUID]) -> dict[UUID, StoredKey]:
+        found: dict[UUID, StoredKey] = {}
+        ordered = sorted(str(pupil_id) for pupil_id in pupil_ids)
+        for start in range(0, len(ordered), KEYS_PER_READ):
+            rows = self._fetch(
+                select(
+                    pupil_data_keys.c.pupil_id,
+                    pupil_data_keys.c.wrapped_key,
+                    pupil_data_keys.c.destroyed_at,
+                ).where(
+                    pupil_data_keys.c.pupil_id.in_(
+                        ordered[start : start + KEYS_PER_READ]
+                    )
+                )
+            )
+            for row in rows:
+                found[UUID(row.pupil_id)] = StoredKey(
+                    wrapped=row.wrapped_key, destroyed=row.destroyed_at is not None
+                )
+        return found
 
     def _read_destroyed(self, pupil_ids: set[UUID]) -> set[UUID]:
         if not pupil_ids:

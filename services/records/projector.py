@@ -58,6 +58,7 @@ from services.records.readmodels import (
     pupils,
     sessions,
 )
+from services.records.sealing import PUPIL_SEALED_FIELDS
 from shared.clock import iso_utc
 from shared.config import Settings
 from shared.heartbeats import IdleBeats, create_heartbeat_table, write_heartbeat
@@ -66,6 +67,10 @@ from shared.storage import create_sql_engine
 from shared.wakeups import ChangeSignal, open_change_signal
 
 logger = logging.getLogger(__name__)
+
+SEALED_PUPIL_TOPICS = frozenset(
+    topic for topic, fields in PUPIL_SEALED_FIELDS.items() if fields
+)
 
 BATCH_SIZE = 500
 CACHE_SIZE = 5000
@@ -188,6 +193,11 @@ class RecordsProjector:
         )
         if not notifications:
             return 0
+        # One read brings in the keys of every pupil whose sealed data the
+        # batch holds; attendance lines name pupils registered earlier.
+        self.app.key_ring.load_keys(
+            {n.originator_id for n in notifications if n.topic in SEALED_PUPIL_TOPICS}
+        )
         writes = BatchWrites()
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)

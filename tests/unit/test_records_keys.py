@@ -314,3 +314,30 @@ def test_destroyed_key_leaves_no_bytes(tmp_path):
             assert wrapped not in path.read_bytes(), path.name
     finally:
         ring.close()
+
+
+def test_keys_loaded_in_one_read_then_served_from_cache(ring_factory, monkeypatch):
+    master = MasterKey.generate()
+    maker = ring_factory(master)
+    kept, destroyed, unknown = uuid4(), uuid4(), uuid4()
+    made = {pupil_id: maker.ensure_key(pupil_id) for pupil_id in (kept, destroyed)}
+    maker.destroy(destroyed)
+    # On SQLite this is a second ring on the same file, with an empty cache.
+    ring = ring_factory(master)
+    reads = []
+    original = ring._read_many
+
+    def counted(pupil_ids):
+        reads.append(set(pupil_ids))
+        return original(pupil_ids)
+
+    monkeypatch.setattr(ring, "_read_many", counted)
+    monkeypatch.setattr(ring, "_read", lambda pupil_id: pytest.fail("read one key"))
+
+    ring.load_keys([kept, destroyed, unknown])
+    ring.load_keys([kept])
+
+    assert len(reads) == 1
+    assert unknown in reads[0]
+    assert ring.key_for(kept) == made[kept]
+    assert ring.key_for(destroyed) is None
