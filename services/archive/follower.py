@@ -271,7 +271,7 @@ class Follower:
         self._beat_while_failing()
         if isinstance(error, SLOW_ERRORS):
             logger.error(
-                "archive follower: %s; retrying in %.0f s (records position %d, "
+                "archive follower: %s; retrying in %.1f s (records position %d, "
                 "attempt %d)",
                 error,
                 delay,
