@@ -288,7 +288,8 @@ class KeyRing(ABC):
         self.fingerprint = master.fingerprint()
         self._clock = clock
         self._lock = threading.Lock()
-        self._cache: OrderedDict[UUID, tuple[bytes, float]] = OrderedDict()
+        # pupil id -> (data key, expiry on the clock, AES-GCM cipher under it)
+        self._cache: OrderedDict[UUID, tuple[bytes, float, AESGCM]] = OrderedDict()
         self._destroyed: set[UUID] = set()
 
     # Storage, implemented per backend
@@ -343,6 +344,20 @@ class KeyRing(ABC):
         key = self._unwrap(pupil_id, stored.wrapped)
         self._remember(pupil_id, key)
         return key
+
+    def cipher_for(self, pupil_id: UUID) -> AESGCM | None:
+        """Return an AES-GCM cipher under the pupil's data key, None once destroyed.
+
+        Raises `DataKeyMissingError` when the pupil never had a key.
+        """
+        with self._lock:
+            if pupil_id in self._destroyed:
+                return None
+            cached = self._cache.get(pupil_id)
+            if cached is not None and cached[1] > self._clock():
+                return cached[2]
+        key = self.key_for(pupil_id)
+        return None if key is None else AESGCM(key)
 
     def ensure_key(self, pupil_id: UUID) -> bytes:
         """Return the pupil's data key, making one when the pupil has none yet.
@@ -439,7 +454,11 @@ class KeyRing(ABC):
         with self._lock:
             if pupil_id in self._destroyed:
                 return
-            self._cache[pupil_id] = (key, self._clock() + KEY_CACHE_SECONDS)
+            self._cache[pupil_id] = (
+                key,
+                self._clock() + KEY_CACHE_SECONDS,
+                AESGCM(key),
+            )
             self._cache.move_to_end(pupil_id)
             while len(self._cache) > KEY_CACHE_SIZE:
                 self._cache.popitem(last=False)

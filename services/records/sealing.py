@@ -213,17 +213,17 @@ class SealingMapper(Mapper[UUID]):
     ) -> None:
         blob = _unbase64(state.pop(SEALED))
         try:
-            key = self.key_ring.key_for(pupil_id)
+            cipher = self.key_ring.cipher_for(pupil_id)
         except DataKeyMissingError as error:
             raise ValueError(f"the sealed fields cannot be opened: {error}") from None
-        if key is None:
+        if cipher is None:
             state.update(dict.fromkeys(fields))
             return
         if blob[:1] != FORMAT_VERSION:
             raise ValueError(f"unknown sealed format {blob[:1]!r}")
         nonce, sealed = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
         try:
-            plaintext = AESGCM(key).decrypt(nonce, sealed, envelope.binding(pupil_id))
+            plaintext = cipher.decrypt(nonce, sealed, envelope.binding(pupil_id))
         except InvalidTag:
             raise ValueError(
                 f"the sealed fields of pupil {pupil_id} fail authentication"
@@ -241,13 +241,11 @@ class _Envelope:
         self.topic = topic
         self.originator_id = _as_uuid(originator_id)
         self.originator_version = originator_version
+        self._tail = f"|{self.originator_id}|{originator_version}"
 
     def binding(self, pupil_id: UUID) -> bytes:
         """Return the associated data: a blob moved to another event fails to open."""
-        return (
-            f"{self.topic}|pupil={pupil_id}|{self.originator_id}"
-            f"|{self.originator_version}"
-        ).encode()
+        return f"{self.topic}|pupil={pupil_id}{self._tail}".encode()
 
 
 def _as_uuid(value: UUID | str) -> UUID:
