@@ -329,35 +329,31 @@ class KeyRing(ABC):
 
         Raises `DataKeyMissingError` when the pupil never had a key.
         """
-        with self._lock:
-            if pupil_id in self._destroyed:
-                return None
-            cached = self._cache.get(pupil_id)
-            if cached is not None and cached[1] > self._clock():
-                return cached[0]
-        stored = self._read(pupil_id)
-        if stored is None:
-            raise DataKeyMissingError(f"no data key was ever made for pupil {pupil_id}")
-        if stored.destroyed or stored.wrapped is None:
-            self.forget(pupil_id)
-            return None
-        key = self._unwrap(pupil_id, stored.wrapped)
-        self._remember(pupil_id, key)
-        return key
+        entry = self._entry(pupil_id)
+        return None if entry is None else entry[0]
 
     def cipher_for(self, pupil_id: UUID) -> AESGCM | None:
         """Return an AES-GCM cipher under the pupil's data key, None once destroyed.
 
         Raises `DataKeyMissingError` when the pupil never had a key.
         """
+        entry = self._entry(pupil_id)
+        return None if entry is None else entry[2]
+
+    def _entry(self, pupil_id: UUID) -> tuple[bytes, float, AESGCM] | None:
         with self._lock:
             if pupil_id in self._destroyed:
                 return None
             cached = self._cache.get(pupil_id)
             if cached is not None and cached[1] > self._clock():
-                return cached[2]
-        key = self.key_for(pupil_id)
-        return None if key is None else AESGCM(key)
+                return cached
+        stored = self._read(pupil_id)
+        if stored is None:
+            raise DataKeyMissingError(f"no data key was ever made for pupil {pupil_id}")
+        if stored.destroyed or stored.wrapped is None:
+            self.forget(pupil_id)
+            return None
+        return self._remember(pupil_id, self._unwrap(pupil_id, stored.wrapped))
 
     def ensure_key(self, pupil_id: UUID) -> bytes:
         """Return the pupil's data key, making one when the pupil has none yet.
@@ -450,18 +446,16 @@ class KeyRing(ABC):
         # Another writer made the pupil's key first; use theirs.
         return self.key_for(pupil_id)
 
-    def _remember(self, pupil_id: UUID, key: bytes) -> None:
+    def _remember(self, pupil_id: UUID, key: bytes) -> tuple[bytes, float, AESGCM]:
+        entry = (key, self._clock() + KEY_CACHE_SECONDS, AESGCM(key))
         with self._lock:
             if pupil_id in self._destroyed:
-                return
-            self._cache[pupil_id] = (
-                key,
-                self._clock() + KEY_CACHE_SECONDS,
-                AESGCM(key),
-            )
+                return entry
+            self._cache[pupil_id] = entry
             self._cache.move_to_end(pupil_id)
             while len(self._cache) > KEY_CACHE_SIZE:
                 self._cache.popitem(last=False)
+        return entry
 
     def _wrap(self, pupil_id: UUID, key: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
