@@ -15,6 +15,7 @@ from eventsourcing.application import (
     Application,
     Cache,
     LRUCache,
+    Repository,
 )
 from eventsourcing.persistence import (
     IntegrityError,
@@ -22,6 +23,7 @@ from eventsourcing.persistence import (
     Mapper,
     Recording,
 )
+from eventsourcing.utils import strtobool
 
 from services.records.domain.errors import (
     ConcurrentChangeError,
@@ -56,6 +58,7 @@ from services.records.keys import (
 )
 from services.records.sealing import SealingMapper
 from shared.clock import utc_now
+from shared.repository import ConsistentRepository
 from shared.storage import eventsourcing_env
 from shared.transcodings import register_civil_dates
 
@@ -75,6 +78,7 @@ class CommandResult:
 
 # Programmes kept in memory by each process; a centre has a few dozen.
 PROGRAMME_CACHE_SIZE = 1000
+
 
 class RecordsApplication(Application[UUID]):
     """Programmes, pupils' personal files and session journals."""
@@ -100,6 +104,22 @@ class RecordsApplication(Application[UUID]):
         except BaseException:
             self.key_ring.close()
             raise
+
+    def construct_repository(self) -> Repository[UUID]:
+        """Build the repository the library would, with loads of one id taking turns."""
+        maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return ConsistentRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(maxsize) if maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(
+                self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")
+            ),
+            deepcopy_from_cache=strtobool(
+                self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")
+            ),
+        )
 
     def construct_mapper(self) -> Mapper[UUID]:
         """Build the mapper that seals personal data with each pupil's key."""
@@ -335,7 +355,9 @@ class RecordsApplication(Application[UUID]):
 
         def command() -> tuple[dict[str, Any], Sequence[Recording]]:
             pupil = self.pupil(pupil_id)
-            pupil.cancel_enrolment(enrolment_id=enrolment_id, order=order, reason=reason)
+            pupil.cancel_enrolment(
+                enrolment_id=enrolment_id, order=order, reason=reason
+            )
             recordings = self.save(pupil)
             return enrolment_view(pupil.enrolments[enrolment_id]), recordings
 
@@ -429,7 +451,9 @@ class RecordsApplication(Application[UUID]):
 
         def command() -> tuple[dict[str, Any], Sequence[Recording]]:
             pupil = self.pupil(pupil_id)
-            pupil.cancel_expulsion(expulsion_id=expulsion_id, order=order, reason=reason)
+            pupil.cancel_expulsion(
+                expulsion_id=expulsion_id, order=order, reason=reason
+            )
             recordings = self.save(pupil)
             return expulsion_view(pupil, expulsion_id), recordings
 
@@ -514,7 +538,9 @@ class RecordsApplication(Application[UUID]):
             recordings = self.save(journal, key)
         except IntegrityError:
             self._check_group_journal_free(key.id)
-            raise ConcurrentChangeError("opening the journal conflicted; retry") from None
+            raise ConcurrentChangeError(
+                "opening the journal conflicted; retry"
+            ) from None
         return self._result(journal_view(journal), recordings)
 
     def _check_group_journal_free(self, key_id: UUID) -> None:
@@ -615,7 +641,9 @@ class RecordsApplication(Application[UUID]):
             try:
                 resource, recordings = command()
             except IntegrityError:
-                logger.info("concurrent change, attempt %s of %s", attempt, COMMAND_ATTEMPTS)
+                logger.info(
+                    "concurrent change, attempt %s of %s", attempt, COMMAND_ATTEMPTS
+                )
                 continue
             except DataKeyDestroyedError as error:
                 # The key went while the command ran: a destruction won the race.
@@ -649,7 +677,9 @@ def _note_attendance(pupils: list[Pupil], journal: Journal, on: date) -> None:
     if len(not_enrolled) == 1:
         ((path, error),) = not_enrolled.items()
         raise RuleViolationError(f"{error} ({path})", errors=errors)
-    named = ", ".join(f"{error.pupil_id} ({path})" for path, error in not_enrolled.items())
+    named = ", ".join(
+        f"{error.pupil_id} ({path})" for path, error in not_enrolled.items()
+    )
     raise RuleViolationError(
         f"{len(not_enrolled)} listed pupils are not enrolled in the journal's programme "
         f"on {on.isoformat()}: {named}",

@@ -6,6 +6,7 @@ cannot open it.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -20,7 +21,7 @@ from services.records.domain.errors import (
 )
 from shared.actor import acting_as
 from tests.conftest import BACKEND_MARKS, BACKENDS, REGISTRAR, shared_backends
-from tests.records_helpers import create_programme, order, register_pupil
+from tests.records_helpers import create_programme, enrol, order, register_pupil
 
 THREADS = 20
 
@@ -152,3 +153,57 @@ def test_concurrent_registrations_keep_one_pupil(app):
     # One pupil and its identity claim: two events in the whole log.
     assert app.head_position() == created.position
     assert len(app.recorder.select_notifications(start=1, limit=100)) == 2
+
+
+def test_cached_pupil_copied_whole_while_other_writers_append(app, shared_url):
+    # Readers in this process load the pupil from the aggregate cache while a
+    # second application appends to the same stream: each load brings the
+    # cached pupil forward in place, and no reader may copy it half-way.
+    with acting_as(REGISTRAR):
+        programme_id = create_programme(app)
+        pupil_id = register_pupil(app)
+    other = RecordsApplication(shared_url)
+    failures: list[BaseException] = []
+    torn: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                pupil = app.repository.get(pupil_id)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+                return
+            # Registration is version 1; an enrolment and its cancellation
+            # add one event each.
+            cancelled = [
+                e for e in pupil.enrolments.values() if e.status == "cancelled"
+            ]
+            if pupil.version != 1 + len(pupil.enrolments) + len(cancelled):
+                torn.append((pupil.version, len(pupil.enrolments)))
+
+    # Switching threads often makes a copy meet a change in the middle.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    readers = [threading.Thread(target=read) for _ in range(6)]
+    for reader in readers:
+        reader.start()
+    try:
+        with acting_as(REGISTRAR):
+            for _ in range(60):
+                enrolment_id = enrol(other, pupil_id, programme_id)
+                other.cancel_enrolment(
+                    pupil_id,
+                    enrolment_id,
+                    order=order("13-у", date(2024, 9, 3)),
+                    reason="приказ издан по ошибке",
+                )
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+        sys.setswitchinterval(interval)
+        other.close()
+
+    assert failures == []
+    assert torn == []
