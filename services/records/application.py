@@ -328,7 +328,7 @@ class RecordsApplication(Application[UUID]):
         order: dict[str, Any],
     ) -> CommandResult:
         """Enrol a pupil in a programme (a re-admission when the file is closed)."""
-        programme = self.programme(programme_id, field="programme_id")
+        self.programme(programme_id, field="programme_id")
 
         def command() -> tuple[dict[str, Any], Sequence[Recording]]:
             pupil = self.pupil(pupil_id)
@@ -336,7 +336,6 @@ class RecordsApplication(Application[UUID]):
                 programme_id=programme_id,
                 effective_date=effective_date,
                 order=order,
-                programme_approved_on=programme.approved_order["date"],
             )
             recordings = self.save(pupil)
             return enrolment_view(pupil.enrolments[enrolment_id]), recordings
@@ -374,7 +373,7 @@ class RecordsApplication(Application[UUID]):
     ) -> CommandResult:
         """Move a pupil between programmes; the file stays open."""
         self.programme(from_programme_id, field="from_programme_id")
-        to_programme = self.programme(to_programme_id, field="to_programme_id")
+        self.programme(to_programme_id, field="to_programme_id")
 
         def command() -> tuple[dict[str, Any], Sequence[Recording]]:
             pupil = self.pupil(pupil_id)
@@ -383,7 +382,6 @@ class RecordsApplication(Application[UUID]):
                 to_programme_id=to_programme_id,
                 effective_date=effective_date,
                 order=order,
-                to_programme_approved_on=to_programme.approved_order["date"],
                 latest_sessions=self._latest_sessions(pupil, from_programme_id),
             )
             recordings = self.save(pupil)

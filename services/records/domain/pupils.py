@@ -16,11 +16,9 @@ from services.records.domain.base import RecordsAggregate
 from services.records.domain.dates import (
     EARLIEST_BIRTH_DATE,
     EARLIEST_DOCUMENT_DATE,
-    adult_at_opening_error,
     check_dates,
 )
 from services.records.domain.errors import (
-    InvalidFieldError,
     NotEnrolledError,
     NotFoundError,
     PersonalDataDestroyedError,
@@ -343,9 +341,6 @@ class Pupil(RecordsAggregate):
         )
         if birth_date > opened_on:
             raise RuleViolationError("the file cannot be opened before the birth date")
-        adult = adult_at_opening_error(birth_date, opened_on)
-        if adult is not None:
-            raise InvalidFieldError("birth_date", adult)
         return cls._create(
             cls.Registered,
             surname=surname,
@@ -432,16 +427,11 @@ class Pupil(RecordsAggregate):
         programme_id: UUID,
         effective_date: date,
         order: dict[str, Any],
-        programme_approved_on: date | None = None,
     ) -> UUID:
-        """Enrol the pupil in a programme; re-admission reopens a closed file.
-
-        `programme_approved_on` is the date of the order approving the
-        programme; neither the enrolment nor its order may precede it.
-        """
+        """Enrol the pupil in a programme; re-admission reopens a closed file."""
         _check_order_dates(effective_date, order)
         self.check_not_destroyed()
-        self._check_start_dates(effective_date, order, programme_approved_on)
+        self._check_not_before_birth(effective_date)
         self._check_can_start(programme_id, effective_date)
         leaving = self.leaving_expulsion
         if leaving is not None and effective_date <= leaving.effective_date:
@@ -506,7 +496,6 @@ class Pupil(RecordsAggregate):
         to_programme_id: UUID,
         effective_date: date,
         order: dict[str, Any],
-        to_programme_approved_on: date | None = None,
         latest_sessions: Mapping[UUID, date] | None = None,
     ) -> UUID:
         """Move the pupil from one programme to another inside the centre.
@@ -533,7 +522,7 @@ class Pupil(RecordsAggregate):
         self._check_no_records_after(
             current, effective_date - timedelta(days=1), latest_sessions or {}
         )
-        self._check_start_dates(effective_date, order, to_programme_approved_on)
+        self._check_not_before_birth(effective_date)
         self._check_can_start(to_programme_id, effective_date)
         enrolment_id = uuid4()
         self.trigger_event(
@@ -685,7 +674,12 @@ class Pupil(RecordsAggregate):
         return attestation_id
 
     def correct_attestation(
-        self, *, attestation_id: UUID, programme: Programme, scores: dict[str, int], reason: str
+        self,
+        *,
+        attestation_id: UUID,
+        programme: Programme,
+        scores: dict[str, int],
+        reason: str,
     ) -> None:
         """Replace an attestation's scores; the original stays in the history."""
         self.check_not_destroyed()
@@ -702,7 +696,9 @@ class Pupil(RecordsAggregate):
             reason=reason,
         )
 
-    def note_attendance(self, *, programme_id: UUID, day: date, journal_id: UUID) -> None:
+    def note_attendance(
+        self, *, programme_id: UUID, day: date, journal_id: UUID
+    ) -> None:
         """Record that `journal_id` lists the pupil under the enrolment covering `day`."""
         self.check_not_destroyed()
         enrolment = self.enrolment_on(programme_id, day)
@@ -785,31 +781,13 @@ class Pupil(RecordsAggregate):
             "an expulsion ends their last programme"
         )
 
-    def _check_start_dates(
-        self, effective_date: date, order: dict[str, Any], approved_on: date | None
-    ) -> None:
-        """Check the first day of an enrolment against the file and the programme."""
+    def _check_not_before_birth(self, effective_date: date) -> None:
+        # Records of earlier years are entered after the fact, so neither the
+        # day the file was opened nor the programme's approval bounds the date.
         if self.birth_date is not None and effective_date < self.birth_date:
             raise RuleViolationError(
                 "an enrolment cannot take effect before the pupil's birth date "
                 f"({self.birth_date.isoformat()})"
-            )
-        if effective_date < self.opened_on:
-            raise RuleViolationError(
-                "an enrolment cannot take effect before the personal file was "
-                f"opened ({self.opened_on.isoformat()})"
-            )
-        if approved_on is None:
-            return
-        if effective_date < approved_on:
-            raise RuleViolationError(
-                "an enrolment cannot take effect before the order approving the "
-                f"programme ({approved_on.isoformat()})"
-            )
-        if order["date"] < approved_on:
-            raise RuleViolationError(
-                "the order cannot predate the order approving the programme "
-                f"({approved_on.isoformat()})"
             )
 
     def _check_no_records_after(
@@ -862,7 +840,9 @@ def _check_order_dates(effective_date: date, order: dict[str, Any]) -> None:
     )
 
 
-def _check_not_before_order(kind: str, order: dict[str, Any], enrolment: Enrolment) -> None:
+def _check_not_before_order(
+    kind: str, order: dict[str, Any], enrolment: Enrolment
+) -> None:
     signed_on = enrolment.order["date"]
     if order["date"] < signed_on:
         raise RuleViolationError(

@@ -9,7 +9,6 @@ import marshmallow as ma
 from services.records.domain.dates import (
     EARLIEST_BIRTH_DATE,
     EARLIEST_DOCUMENT_DATE,
-    adult_at_opening_error,
 )
 from services.records.domain.pupils import ATTESTATION_KINDS, GROUNDS
 from services.records.web.common import PUPIL_CURSOR, sealed_cursor_field
@@ -88,16 +87,6 @@ class PupilRegistrationSchema(ma.Schema):
         if opened_on is not None and opened_on < data["birth_date"]:
             raise ma.ValidationError(
                 "Must not be earlier than birth_date.", field_name="opened_on"
-            )
-
-    @ma.validates_schema
-    def check_child_at_opening(self, data: dict[str, Any], **kwargs: Any) -> None:
-        """Reject a pupil who is 18 or older on the day the file is opened."""
-        opened_on = data.get("opened_on") or centre_today()
-        message = adult_at_opening_error(data["birth_date"], opened_on)
-        if message is not None:
-            raise ma.ValidationError(
-                message[0].upper() + message[1:] + ".", field_name="birth_date"
             )
 
 
