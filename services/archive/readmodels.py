@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     and_,
     literal,
+    or_,
     select,
     tuple_,
 )
@@ -157,6 +158,7 @@ class RetentionEntry:
         """Return the status of the entry on date `on`."""
         return status_on(
             on,
+            closed_on=self.closed_on,
             destroyable_from=self.destroyable_from,
             destroyed=self.destruction is not None,
         )
@@ -449,7 +451,11 @@ def list_entries(
     limit: int = 100,
     cursor: ListCursor | None = None,
 ) -> tuple[list[RetentionEntry], ListCursor | None]:
-    """Return a page of entries in the list order and the cursor of the next page."""
+    """Return a page of entries in the list order and the cursor of the next page.
+
+    The order does not depend on `on`: an entry that closes after `on` has the
+    status `open` but keeps its place by `destroyable_from`.
+    """
     table = RetentionEntryRow
     query = select(table).order_by(
         table.sort_date, table.subject_id, table.record_class
@@ -481,15 +487,24 @@ def list_entries(
 
 
 def _status_condition(status: RetentionStatus, on: date) -> ColumnElement[bool]:
+    # The same rules as `status_on`, as an SQL condition.
     table = RetentionEntryRow
     alive = table.destroyed_at.is_(None)
     if status is RetentionStatus.DESTROYED:
         return table.destroyed_at.is_not(None)
     if status is RetentionStatus.OPEN:
-        return and_(alive, table.destroyable_from.is_(None))
+        return and_(
+            alive,
+            or_(
+                table.closed_on.is_(None),
+                table.destroyable_from.is_(None),
+                table.closed_on > on,
+            ),
+        )
+    closed = and_(alive, table.closed_on <= on)
     if status is RetentionStatus.RETAINED:
-        return and_(alive, table.destroyable_from > on)
-    return and_(alive, table.destroyable_from <= on)
+        return and_(closed, table.destroyable_from > on)
+    return and_(closed, table.destroyable_from <= on)
 
 
 def _to_entry(row: RetentionEntryRow) -> RetentionEntry:

@@ -194,6 +194,45 @@ def test_status_follows_on_date(service):
     assert service.get(path, on="2031-01-01").get_json()["status"] == "destroyable"
 
 
+def test_status_open_before_closing_date(service):
+    pupil_id = leave(service, date(2024, 12, 31))
+    service.sync()
+    path = f"/api/v1/retention/personal-files/{pupil_id}"
+    before = service.get(path, on="2024-10-01").get_json()
+    on_closure = service.get(path, on="2024-12-31").get_json()
+
+    assert before["status"] == "open"
+    assert before["closed_on"] == "2024-12-31"
+    assert before["destroyable_from"] == "2030-01-01"
+    assert on_closure["status"] == "retained"
+
+
+def test_future_expulsion_open_until_closure(service):
+    today = today_in(service.settings.timezone)
+    expelled_on = date(today.year + 1, 5, 31)
+    pupil_id = leave(service, expelled_on, order_date=today)
+    service.sync()
+    path = f"/api/v1/retention/personal-files/{pupil_id}"
+    now = service.get(path).get_json()
+    after = service.get(path, on=expelled_on.isoformat()).get_json()
+
+    assert now["status"] == "open"
+    assert now["closed_on"] == expelled_on.isoformat()
+    assert now["closure_year"] == expelled_on.year
+    assert now["kept_at_least_until"] == date(today.year + 6, 5, 31).isoformat()
+    assert now["destroyable_from"] == date(today.year + 7, 1, 1).isoformat()
+    assert after["status"] == "retained"
+
+
+def test_journal_open_before_closing_date(service):
+    journal_id = close_journal(service, date(2026, 5, 29))
+    service.sync()
+    path = f"/api/v1/retention/journals/{journal_id}"
+
+    assert service.get(path, on="2026-05-28").get_json()["status"] == "open"
+    assert service.get(path, on="2026-05-29").get_json()["status"] == "retained"
+
+
 def test_on_defaults_to_centre_today(service):
     pupil_id = leave(service, date(2019, 5, 31))
     service.sync()
@@ -422,6 +461,37 @@ def test_list_filters_by_status(service):
     assert {item["subject_id"] for item in opened} == {
         str(ids["open_a"]),
         str(ids["open_b"]),
+    }
+
+
+def test_list_status_before_closing_date(service):
+    ids = populate(service)
+    service.sync()
+    on = "2025-12-31"
+    opened = list_all(service, status="open", on=on)
+    retained = list_all(service, status="retained", on=on)
+    everything = list_all(service, on=on)
+
+    # The file expelled on 31 December 2025 closes with its order, signed on
+    # 12 January 2026, so it is still open on 31 December 2025.
+    assert {item["subject_id"] for item in retained} == {
+        str(ids["2030"]),
+        str(ids["2031"]),
+    }
+    assert {item["subject_id"] for item in opened} == {
+        str(ids["2032a"]),
+        str(ids["journal_2032"]),
+        str(ids["2032b"]),
+        str(ids["open_a"]),
+        str(ids["open_b"]),
+    }
+    assert all(item["status"] == "open" for item in opened)
+    assert all(item["status"] == "retained" for item in retained)
+    assert list_all(service, status="destroyable", on=on) == []
+    statuses = {item["subject_id"]: item["status"] for item in everything}
+    assert statuses == {
+        **{item["subject_id"]: "open" for item in opened},
+        **{item["subject_id"]: "retained" for item in retained},
     }
 
 

@@ -105,24 +105,37 @@ def test_add_years_cases(start, years, expected):
 
 
 def test_status_open_without_deadline():
-    assert status_on(date(2099, 1, 1), destroyable_from=None) is RetentionStatus.OPEN
+    status = status_on(date(2099, 1, 1), closed_on=None, destroyable_from=None)
+
+    assert status is RetentionStatus.OPEN
 
 
-def test_status_retained_until_day_before():
-    status = status_on(date(2030, 12, 31), destroyable_from=date(2031, 1, 1))
-
-    assert status is RetentionStatus.RETAINED
+CLOSED = date(2024, 12, 31)
+DESTROYABLE_FROM = date(2031, 1, 1)
 
 
-def test_status_destroyable_from_first_day():
-    status = status_on(date(2031, 1, 1), destroyable_from=date(2031, 1, 1))
+@pytest.mark.parametrize(
+    ("on", "expected"),
+    [
+        (date(2024, 10, 1), RetentionStatus.OPEN),
+        (date(2024, 12, 30), RetentionStatus.OPEN),
+        (date(2024, 12, 31), RetentionStatus.RETAINED),
+        (date(2030, 12, 31), RetentionStatus.RETAINED),
+        (date(2031, 1, 1), RetentionStatus.DESTROYABLE),
+    ],
+)
+def test_status_on_dates(on, expected):
+    status = status_on(on, closed_on=CLOSED, destroyable_from=DESTROYABLE_FROM)
 
-    assert status is RetentionStatus.DESTROYABLE
+    assert status is expected
 
 
 def test_status_destroyed_wins():
     status = status_on(
-        date(2020, 1, 1), destroyable_from=date(2031, 1, 1), destroyed=True
+        date(2020, 1, 1),
+        closed_on=date(2025, 5, 31),
+        destroyable_from=date(2031, 1, 1),
+        destroyed=True,
     )
 
     assert status is RetentionStatus.DESTROYED
@@ -186,9 +199,13 @@ def test_status_matches_deadline(closed_on, period, on):
     deadline = compute_deadline(
         closed_on=closed_on, period_years=period, counting_rule=RULE
     )
-    status = status_on(on, destroyable_from=deadline.destroyable_from)
+    status = status_on(
+        on, closed_on=closed_on, destroyable_from=deadline.destroyable_from
+    )
 
-    if on < deadline.destroyable_from:
+    if on < closed_on:
+        assert status is RetentionStatus.OPEN
+    elif on < deadline.destroyable_from:
         assert status is RetentionStatus.RETAINED
     else:
         assert status is RetentionStatus.DESTROYABLE

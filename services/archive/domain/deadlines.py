@@ -78,16 +78,19 @@ def compute_deadline(
 def status_on(
     on: date,
     *,
+    closed_on: date | None,
     destroyable_from: date | None,
     destroyed: bool = False,
 ) -> RetentionStatus:
     """Return the status on date `on` of a record with these retention dates.
 
-    A record with no `destroyable_from` is open now, whatever `on` is.
+    A record is closed on `on` from its closing date onwards, so a record with
+    no closing date, or one that closes after `on`, is open. A closing date
+    may lie in the future because an expulsion may take effect later.
     """
     if destroyed:
         return RetentionStatus.DESTROYED
-    if destroyable_from is None:
+    if closed_on is None or destroyable_from is None or on < closed_on:
         return RetentionStatus.OPEN
     if on < destroyable_from:
         return RetentionStatus.RETAINED
