@@ -27,7 +27,6 @@ from eventsourcing.utils import strtobool
 
 from services.records.domain.errors import (
     ConcurrentChangeError,
-    DuplicateJournalError,
     DuplicateProgrammeError,
     DuplicatePupilError,
     InvalidFieldError,
@@ -36,7 +35,7 @@ from services.records.domain.errors import (
     PersonalDataDestroyedError,
     RuleViolationError,
 )
-from services.records.domain.journals import GroupJournalKey, Journal
+from services.records.domain.journals import Journal
 from services.records.domain.programmes import Programme, ProgrammeCode
 from services.records.domain.pupils import Pupil, PupilIdentity
 from services.records.domain.serialise import (
@@ -518,7 +517,7 @@ class RecordsApplication(Application[UUID]):
         kind: str,
         group: str | None,
     ) -> CommandResult:
-        """Open a session journal; a group journal's key must be new."""
+        """Open a session journal."""
         self.programme(programme_id, field="programme_id")
         journal = Journal.open(
             programme_id=programme_id,
@@ -528,25 +527,7 @@ class RecordsApplication(Application[UUID]):
             kind=kind,
             group=group,
         )
-        if journal.group is None:
-            return self._result(journal_view(journal), self.save(journal))
-        key = GroupJournalKey.claim(journal)
-        self._check_group_journal_free(key.id)
-        try:
-            recordings = self.save(journal, key)
-        except IntegrityError:
-            self._check_group_journal_free(key.id)
-            raise ConcurrentChangeError(
-                "opening the journal conflicted; retry"
-            ) from None
-        return self._result(journal_view(journal), recordings)
-
-    def _check_group_journal_free(self, key_id: UUID) -> None:
-        try:
-            existing: GroupJournalKey = self.repository.get(key_id)
-        except AggregateNotFoundError:
-            return
-        raise DuplicateJournalError(existing.journal_id)
+        return self._result(journal_view(journal), self.save(journal))
 
     def journal(self, journal_id: UUID) -> Journal:
         return self._load(Journal, journal_id, "journal", None)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.records.domain.errors import InvalidFieldError, RuleViolationError
-from services.records.domain.journals import GroupJournalKey, Journal
+from services.records.domain.journals import Journal
 from tests.records_helpers import SPECIALIST
 
 pytestmark = pytest.mark.usefixtures("principal")
@@ -217,28 +217,7 @@ def test_closure_before_year_start_rejected():
     assert journal.closed_on is None
 
 
-# Kind and group
-
-
-def test_group_journal_without_group_rejected():
-    with pytest.raises(InvalidFieldError) as raised:
-        Journal.open(
-            programme_id=uuid4(),
-            specialist=SPECIALIST,
-            year_start=YEAR_START,
-            year_end=YEAR_END,
-            kind="group",
-            group=None,
-        )
-
-    assert set(raised.value.errors) == {"group"}
-
-
-def test_individual_journal_with_group_rejected():
-    with pytest.raises(InvalidFieldError) as raised:
-        new_journal(kind="individual")
-
-    assert set(raised.value.errors) == {"group"}
+# Academic year
 
 
 def test_journal_year_before_records_rejected():
@@ -246,34 +225,6 @@ def test_journal_year_before_records_rejected():
         new_journal(start=date(1, 1, 1), end=date(1, 5, 31))
 
     assert set(raised.value.errors) == {"academic_year.start"}
-
-
-def test_group_journal_key_ignores_case_and_spaces():
-    journal = new_journal()
-    same = Journal.open(
-        programme_id=journal.programme_id,
-        specialist={"name": "  смирнова  ольга петровна", "position": "логопед"},
-        year_start=YEAR_START,
-        year_end=YEAR_END,
-        kind="group",
-        group="группа  2 ",
-    )
-
-    assert GroupJournalKey.id_for(same) == GroupJournalKey.id_for(journal)
-
-
-def test_group_journal_key_differs_by_group():
-    journal = new_journal()
-    other = Journal.open(
-        programme_id=journal.programme_id,
-        specialist=SPECIALIST,
-        year_start=YEAR_START,
-        year_end=YEAR_END,
-        kind="group",
-        group="Группа 3",
-    )
-
-    assert GroupJournalKey.id_for(other) != GroupJournalKey.id_for(journal)
 
 
 # Latest session per pupil

@@ -88,16 +88,5 @@ class DuplicateProgrammeError(RuleViolationError):
     """A programme with the same code exists."""
 
 
-class DuplicateJournalError(RuleViolationError):
-    """A group journal with the same specialist, programme, group and year exists."""
-
-    def __init__(self, existing_id: UUID) -> None:
-        super().__init__(
-            f"group journal {existing_id} already has this specialist, programme, "
-            "group and academic year; record the sessions in it"
-        )
-        self.existing_id = existing_id
-
-
 class ConcurrentChangeError(RecordsError):
     """Another request changed the same record first; the command may be retried."""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 
 from services.records.domain.base import RecordsAggregate
 from services.records.domain.dates import EARLIEST_DOCUMENT_DATE, check_dates
 from services.records.domain.errors import InvalidFieldError, RuleViolationError
-from services.records.domain.names import normalise_name
 
 ATTENDANCE_STATUSES = ("present", "absent", "ill", "excused")
 JOURNAL_KINDS = ("group", "individual")
@@ -109,10 +108,7 @@ class Journal(RecordsAggregate):
         kind: str,
         group: str | None,
     ) -> Journal:
-        """Open a journal for one academic year set by the centre's calendar.
-
-        A group journal names its group; an individual one has none.
-        """
+        """Open a journal for one academic year set by the centre's calendar."""
         check_dates({"academic_year.start": (year_start, EARLIEST_DOCUMENT_DATE)})
         if year_end <= year_start:
             raise InvalidFieldError(
@@ -124,9 +120,6 @@ class Journal(RecordsAggregate):
             )
         if kind not in JOURNAL_KINDS:
             raise ValueError(f"unknown journal kind {kind!r}")
-        group_error = group_field_error(kind, group)
-        if group_error is not None:
-            raise InvalidFieldError("group", group_error)
         return cls._create(
             cls.Opened,
             programme_id=programme_id,
@@ -204,62 +197,6 @@ class Journal(RecordsAggregate):
         if self.is_closed:
             raise RuleViolationError("the journal is already closed")
         self.trigger_event(self.Closed, closed_on=closed_on)
-
-
-def group_field_error(kind: str, group: str | None) -> str | None:
-    """Return the message for a `group` that does not fit the journal `kind`."""
-    if kind == "group" and group is None:
-        return "required for a group journal"
-    if kind == "individual" and group is not None:
-        return "must be absent or null for an individual journal"
-    return None
-
-
-class GroupJournalKey(Aggregate):
-    """Claims a group journal's specialist, programme, group and academic year.
-
-    The centre keeps one journal per specialist, programme, group and
-    academic year, so a second group journal with the same key fails to save.
-    Individual journals have no such key: a specialist keeps one per child's
-    course, and the journal does not name the child.
-    """
-
-    TOPIC = "records:GroupJournalKey"
-
-    class Event(Aggregate.Event):
-        TOPIC = "records:GroupJournalKey.Event"
-
-    class Created(Event, Aggregate.Created):
-        TOPIC = "records:GroupJournalKey.Created"
-
-    class Claimed(Created):
-        TOPIC = "records:GroupJournalKey.Claimed"
-        journal_id: UUID
-
-        def apply(self, aggregate: GroupJournalKey) -> None:
-            aggregate.journal_id = self.journal_id
-
-    journal_id: UUID
-
-    def __init__(self) -> None:
-        pass
-
-    @staticmethod
-    def id_for(journal: Journal) -> UUID:
-        """Return the key id of a group journal; names compare normalised."""
-        assert journal.group is not None
-        parts = (
-            str(journal.programme_id),
-            normalise_name(journal.specialist["name"]),
-            normalise_name(journal.group),
-            journal.year_start.isoformat(),
-            journal.year_end.isoformat(),
-        )
-        return uuid5(NAMESPACE_URL, "/group-journals/" + "/".join(parts))
-
-    @classmethod
-    def claim(cls, journal: Journal) -> GroupJournalKey:
-        return cls._create(cls.Claimed, id=cls.id_for(journal), journal_id=journal.id)
 
 
 def _slot(day: date, start_time: str) -> str:

@@ -11,7 +11,6 @@ from services.records.domain.dates import EARLIEST_DOCUMENT_DATE
 from services.records.domain.journals import (
     ATTENDANCE_STATUSES,
     JOURNAL_KINDS,
-    group_field_error,
 )
 from services.records.web.common import (
     LOCATION_HEADER_DOC,
@@ -77,20 +76,7 @@ class JournalRequestSchema(ma.Schema):
     specialist = ma.fields.Nested(SpecialistSchema, required=True)
     academic_year = ma.fields.Nested(AcademicYearSchema, required=True)
     kind = ma.fields.String(required=True, validate=ma.validate.OneOf(JOURNAL_KINDS))
-    group = Name(
-        load_default=None,
-        allow_none=True,
-        metadata={"description": "Required for a group journal, absent for an individual one"},
-    )
-
-    @ma.validates_schema
-    def check_group_fits_kind(self, data: dict[str, Any], **kwargs: Any) -> None:
-        """Require a group for a group journal and none for an individual one."""
-        message = group_field_error(data["kind"], data["group"])
-        if message is not None:
-            raise ma.ValidationError(
-                message[0].upper() + message[1:] + ".", field_name="group"
-            )
+    group = Name(load_default=None, allow_none=True)
 
 
 class AttendanceLineSchema(ma.Schema):
@@ -112,7 +98,8 @@ class SessionRequestSchema(ma.Schema):
         required=True,
         validate=ma.validate.Regexp(
             # \Z, unlike $, does not let a trailing newline through.
-            rf"\A{START_TIME_PATTERN}\Z", error="Not a valid time; expected HH:MM."
+            rf"\A{START_TIME_PATTERN}\Z",
+            error="Not a valid time; expected HH:MM.",
         ),
     )
     duration_minutes = StrictInteger(
