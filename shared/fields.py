@@ -229,8 +229,15 @@ class Name(Text):
 # word that mixes them reads like a word of one script but compares
 # unequal to it, so it would slip past duplicate detection.
 CONFUSABLE_SCRIPTS = ("CYRILLIC", "LATIN", "GREEK")
-# Characters that separate the words of a name, besides white space.
-_WORD_SEPARATORS = re.compile(r"[\s\-\u2010\u2011'\u2019.]+")
+# Characters that separate the words of a name, besides white space and dash
+# punctuation (Unicode category Pd) with U+2212 minus sign.
+_WORD_SEPARATORS = "'\u2019.\u2212"
+
+
+def _is_word_separator(char: str) -> bool:
+    return (
+        char.isspace() or char in _WORD_SEPARATORS or unicodedata.category(char) == "Pd"
+    )
 
 
 def _script_of(char: str) -> str | None:
@@ -246,11 +253,12 @@ def _script_of(char: str) -> str | None:
 def mixed_scripts(text: str) -> list[str]:
     """Return the look-alike scripts of the first word of `text` that mixes them.
 
-    Words are separated by white space, hyphens, apostrophes and full stops,
-    so "Иванова-Smith" is two words of one script each. The list is empty when
-    no word mixes scripts.
+    Words are separated by white space, hyphens and dashes of any kind,
+    apostrophes and full stops, so "Иванова-Smith" and "Иванова\u2013Smith" are
+    two words of one script each. The list is empty when no word mixes scripts.
     """
-    for word in _WORD_SEPARATORS.split(text):
+    words = "".join(" " if _is_word_separator(char) else char for char in text)
+    for word in words.split():
         scripts = {_script_of(char) for char in word} - {None}
         if len(scripts) > 1:
             return [script for script in CONFUSABLE_SCRIPTS if script in scripts]
@@ -263,7 +271,9 @@ class PersonName(Name):
     On top of `Name`, it rejects format characters left inside the name after
     trimming (zero-width spaces, joiners, bidi marks and overrides) and a word
     that mixes Cyrillic, Latin or Greek letters. Both would let a name that
-    looks like a registered one pass the duplicate check.
+    looks like a registered one pass the duplicate check. Dashes of any kind
+    and stress marks (U+0301 after a vowel) are valid spelling and are stored
+    as given, because duplicate detection folds them.
     """
 
     default_error_messages = {

@@ -205,6 +205,52 @@ def test_register_respelled_surname_is_duplicate(backend_web, surname):
     assert expect_problem(response, 409)["existing_id"] == first["id"]
 
 
+@pytest.mark.parametrize(
+    ("stored", "surname", "name"),
+    [
+        ("Петрова-Водкина", "Петрова\u2010Водкина", "Анна"),
+        ("Петрова-Водкина", "Петрова\u2013Водкина", "Анна"),
+        ("Петрова-Водкина", "Петрова - Водкина", "Анна"),
+        ("Петрова\u2014Водкина", "Петрова-Водкина", "Анна"),
+        ("Петрова-Водкина", "Петрова-Водкина", "А\u0301нна"),
+        ("Ива\u0301нов", "Иванов", "Анна"),
+        ("Иванов", "Ива\u0301нов", "Анна"),
+    ],
+)
+def test_register_dash_or_stress_variant_is_duplicate(
+    backend_web, stored, surname, name
+):
+    first = backend_web.register_pupil(
+        surname=stored, name="Анна", birth_date="2014-07-07"
+    )
+    head = backend_web.head()
+    body = pupil_body(surname=surname, name=name, birth_date="2014-07-07")
+
+    response = backend_web.post(PUPILS, body, "registrar")
+
+    assert expect_problem(response, 409)["existing_id"] == first["id"]
+    assert backend_web.head() == head
+
+
+def test_register_keeps_stress_mark_and_dash_as_given(web):
+    body = pupil_body(surname="Петрова \u2013 Водкина", name="А\u0301нна")
+
+    answer = expect(web.post(PUPILS, body, "registrar"), 201)
+
+    assert answer["surname"] == "Петрова \u2013 Водкина"
+    assert answer["name"] == "А\u0301нна"
+    stored = web.personal_file(answer["id"])
+    assert stored["surname"] == "Петрова \u2013 Водкина"
+    assert stored["name"] == "А\u0301нна"
+
+
+@pytest.mark.parametrize("surname", ["Йванов", "Иванова", "Петрова Водкина"])
+def test_register_other_letters_are_not_duplicates(web, surname):
+    web.register_pupil(surname="Иванов")
+
+    expect(web.post(PUPILS, pupil_body(surname=surname), "registrar"), 201)
+
+
 def test_register_mixed_script_patronymic_is_422(web):
     response = web.post(PUPILS, pupil_body(patronymic="Сергeевич"), "registrar")
 

@@ -267,6 +267,33 @@ def test_person_name_accepts_one_script_per_word(value: str):
     assert load(PersonName(), value) == value
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Иванова\u2010Smith",
+        "Иванова\u2013Smith",
+        "Иванова \u2014 Smith",
+        "Иванова\u2212Smith",
+        "Иванова\uff0dSmith",
+    ],
+)
+def test_person_name_dash_variants_separate_words(value: str):
+    assert load(PersonName(), value) == value
+
+
+@pytest.mark.parametrize(
+    "value", ["Ива\u0301нов", "А\u0301нна", "Петрова \u2013 Водкина"]
+)
+def test_person_name_keeps_stress_marks_and_dashes(value: str):
+    assert load(PersonName(), value) == value
+
+
+def test_person_name_rejects_mixed_word_beside_dash():
+    [message] = error(PersonName(), "Иванова\u2013Smithа")
+
+    assert "Mixes Cyrillic and Latin letters in one word" in message
+
+
 def test_mixed_scripts_lists_scripts_in_fixed_order():
     assert mixed_scripts("aб") == ["CYRILLIC", "LATIN"]
     assert mixed_scripts("бa б a") == ["CYRILLIC", "LATIN"]
