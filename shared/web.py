@@ -71,6 +71,7 @@ from shared.fields import (
 from shared.jsonbody import parser
 from shared.problems import (
     REQUEST_ID_HEADER,
+    Problem,
     install_error_handlers,
     request_id,
     unavailable,
@@ -411,17 +412,38 @@ def _poll_position(
 
 
 def ensure_min_position(
-    read_position: Callable[[], int], min_position: int | None
+    read_position: Callable[[], int],
+    min_position: int | None,
+    *,
+    head_position: Callable[[], int] | None = None,
 ) -> None:
     """Wait for `min_position` (if given) within the configured timeout.
 
+    `head_position` returns the head of the log that positions come from. A
+    `min_position` beyond it is rejected at once (422), because every
+    position a client holds was returned for an event already in that log.
     The wait takes a waiting slot of the request's token (see `waiting_slot`).
     """
     if min_position is None:
         return
+    if head_position is not None:
+        reject_position_beyond_head(min_position, head_position())
     settings: Settings = current_app.config[SETTINGS_CONFIG_KEY]
     wait_for_position(
         read_position, min_position, settings.min_position_timeout, waiting_slot()
+    )
+
+
+def reject_position_beyond_head(min_position: int, head: int) -> None:
+    """Raise a 422 problem when `min_position` is beyond the log head `head`."""
+    if min_position <= head:
+        return
+    raise Problem(
+        422,
+        f"min_position={min_position} is beyond the head of the records log, "
+        f"position {head}. Pass a position returned by the records service.",
+        errors={"query.min_position": [f"Must not be greater than {head}."]},
+        head_position=head,
     )
 
 

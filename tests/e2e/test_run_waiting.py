@@ -162,11 +162,28 @@ def test_long_polls_of_many_tokens_leave_health_prompt(
     assert len(waiters.responses) == len(tokens)
 
 
-def test_unreachable_min_positions_leave_commands_prompt(
-    services: RunningServices, waiters: Waiters
+def test_records_min_position_beyond_head_is_422(
+    services: RunningServices,
 ) -> None:
     url = f"{services.records_url}/api/v1/programmes"
-    token = services.tokens["registrar"]
+    head = head_position(services)
+
+    response, seconds = timed(
+        lambda: get(url, services.tokens["registrar"], min_position=head + 1)
+    )
+
+    assert response.status_code == 422
+    assert seconds < PROMPT_SECONDS
+    assert set(response.json()["errors"]) == {"query.min_position"}
+
+
+def test_unreached_archive_positions_leave_services_prompt(
+    services: RunningServices, waiters: Waiters
+) -> None:
+    # The archive cannot tell a position the records service has not written
+    # yet from one its follower has not fetched yet, so these requests wait.
+    url = f"{services.archive_url}/api/v1/retention"
+    token = services.tokens["archivist"]
     for _ in range(WAITING_REQUESTS):
         waiters.send(lambda: get(url, token, min_position=99_999_999))
     time.sleep(1.0)
@@ -179,7 +196,7 @@ def test_unreachable_min_positions_leave_commands_prompt(
         )
     )
     health, health_seconds = timed(
-        lambda: requests.get(f"{services.records_url}/healthz", timeout=30)
+        lambda: requests.get(f"{services.archive_url}/healthz", timeout=30)
     )
 
     assert pupil.status_code == 201

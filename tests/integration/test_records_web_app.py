@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -355,6 +356,35 @@ def test_min_position_waits_for_the_projector(tmp_path):
     web.close()
 
     assert expect(response, 200)["status"] == "registered"
+
+
+@pytest.mark.parametrize("beyond", [1, 10**15])
+def test_min_position_beyond_head_is_422(tmp_path, beyond):
+    web = make_client(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'records.sqlite'}",
+        PUPIL_RECORDS_MIN_POSITION_TIMEOUT="10",
+    )
+    pupil = web.register_pupil()
+    head = pupil["position"]
+    reads = [
+        ("/api/v1/pupils", "methodist"),
+        (f"/api/v1/pupils/{pupil['id']}", "registrar"),
+        ("/api/v1/access-log", "admin"),
+    ]
+
+    for path, role in reads:
+        started = time.monotonic()
+        response = web.get(path, role, {"min_position": head + beyond})
+        elapsed = time.monotonic() - started
+
+        problem = expect_problem(response, 422)
+        assert elapsed < 5, path
+        assert problem["errors"] == {
+            "query.min_position": [f"Must not be greater than {head}."]
+        }
+        assert problem["head_position"] == head
+    web.close()
 
 
 def test_reads_without_min_position_may_lag(sqlite_web):

@@ -251,11 +251,21 @@ def test_long_poll_answers_at_once_when_events_exist(web):
     assert len(page["events"]) == 1
 
 
-def test_min_position_beyond_head_is_503(web):
-    response = web.get(EVENTS, "subscriber", {"min_position": 5}, project=False)
+def test_min_position_beyond_head_is_422(web):
+    web.register_pupil()
+    head = web.head()
 
-    expect_problem(response, 503)
-    assert int(response.headers["Retry-After"]) >= 1
+    started = time.monotonic()
+    response = web.get(
+        EVENTS, "subscriber", {"min_position": head + 1}, project=False
+    )
+
+    assert time.monotonic() - started < 0.3
+    problem = expect_problem(response, 422)
+    assert problem["errors"] == {
+        "query.min_position": [f"Must not be greater than {head}."]
+    }
+    assert problem["head_position"] == head
 
 
 def test_after_beyond_head_is_422(web):
@@ -355,19 +365,66 @@ def test_long_polls_beyond_process_cap_answer_at_once(limited_web):
     assert waiting_limiter(limited_web.app).waiting == 0
 
 
-def test_min_position_without_slot_is_503_at_once(limited_web):
-    thread, _ = long_poll_in_thread(limited_web, "subscriber", {"wait": 10})
-    wait_for_waiting(limited_web, 1)
+@pytest.fixture
+def limited_sqlite_web(tmp_path: Path) -> Iterator[RecordsWebClient]:
+    """Like `limited_web` on SQLite, whose read model lags until projected."""
+    client = make_client(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'records.sqlite'}",
+        PUPIL_RECORDS_MIN_POSITION_TIMEOUT="5",
+        PUPIL_RECORDS_MAX_WAITING_REQUESTS="2",
+        PUPIL_RECORDS_MAX_WAITING_PER_TOKEN="1",
+    )
+    yield client
+    client.close()
 
+
+def test_min_position_without_slot_is_503_at_once(limited_sqlite_web):
+    pupil = limited_sqlite_web.register_pupil()
+    head = pupil["position"]
+    threads = [
+        long_poll_in_thread(limited_sqlite_web, role, {"after": head, "wait": 10})[0]
+        for role in ("subscriber", "archivist")
+    ]
+    wait_for_waiting(limited_sqlite_web, 2)
+
+    # The read model has not projected the registration, so this read waits.
     started = time.monotonic()
-    response = limited_web.get(EVENTS, "subscriber", {"min_position": 5}, project=False)
+    response = limited_sqlite_web.get(
+        f"/api/v1/pupils/{pupil['id']}",
+        "methodist",
+        {"min_position": pupil["position"]},
+        project=False,
+    )
 
     assert time.monotonic() - started < 4
     problem = expect_problem(response, 503)
     assert "too many requests are waiting" in problem["detail"]
     assert response.headers["Retry-After"] == "1"
+    limited_sqlite_web.register_pupil(surname="Петров")
+    for thread in threads:
+        thread.join(timeout=10)
+
+
+def test_min_position_beyond_head_takes_no_slot(limited_web):
     limited_web.register_pupil()
-    thread.join(timeout=10)
+    head = limited_web.head()
+    threads = [
+        long_poll_in_thread(limited_web, role, {"after": head, "wait": 10})[0]
+        for role in ("subscriber", "archivist")
+    ]
+    wait_for_waiting(limited_web, 2)
+
+    started = time.monotonic()
+    response = limited_web.get(
+        "/api/v1/pupils", "methodist", {"min_position": head + 1}, project=False
+    )
+
+    assert time.monotonic() - started < 4
+    expect_problem(response, 422)
+    limited_web.register_pupil(surname="Петров")
+    for thread in threads:
+        thread.join(timeout=10)
 
 
 def test_reached_min_position_needs_no_slot(limited_web):

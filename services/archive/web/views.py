@@ -121,6 +121,12 @@ class StatusView(MethodView):
         }
 
 
+# NOTE: the archive passes no log head to `ensure_min_position`. The records
+# head it stores is the one its follower last saw, and a client may hold a newer
+# position from a records write, so a position beyond it waits (then 503)
+# instead of being rejected with 422.
+
+
 def _runtime() -> ArchiveRuntime:
     runtime: ArchiveRuntime = current_app.extensions[EXTENSION_KEY]
     return runtime

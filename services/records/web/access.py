@@ -237,7 +237,12 @@ class AccessLogView(MethodView):
     @blp.response(200, AccessLogPageSchema)
     def get(self, query: Body) -> Body:
         """List access records by time, then sequence; this read is recorded too."""
-        ensure_min_position(get_runtime().read_position, query["min_position"])
+        runtime = get_runtime()
+        ensure_min_position(
+            runtime.read_position,
+            query["min_position"],
+            head_position=runtime.application.head_position,
+        )
         records, next_key = get_access_log_runtime().log.page(
             limit=query["limit"],
             pupil_id=None if query["pupil_id"] is None else str(query["pupil_id"]),

@@ -34,10 +34,15 @@ def records() -> RecordsApplication:
 def read_models(min_position: int | None) -> RecordsReadModels:
     """Return the read models once they have processed `min_position` (if given).
 
-    Raises a 503 problem when they do not get there within the configured time.
+    Raises a 422 problem when `min_position` is beyond the head of the log,
+    and a 503 problem when they do not get there within the configured time.
     """
     runtime = get_runtime()
-    ensure_min_position(runtime.read_position, min_position)
+    ensure_min_position(
+        runtime.read_position,
+        min_position,
+        head_position=runtime.application.head_position,
+    )
     return runtime.read_models()
 
 

@@ -16,7 +16,11 @@ from services.records.web.schemas import TimestampString
 from shared.fields import QueryInteger, limit_field, min_position_field
 from shared.problems import Problem
 from shared.wakeups import ChangeSignal
-from shared.web import Blueprint, wait_for_position, waiting_slot
+from shared.web import (
+    Blueprint,
+    reject_position_beyond_head,
+    waiting_slot,
+)
 
 MAX_WAIT_SECONDS = 30
 
@@ -88,7 +92,7 @@ class Events(MethodView):
         """Return public events after `after`, oldest first, waiting up to `wait` s."""
         application = records()
         if query["min_position"] is not None:
-            wait_for_min_position(application, query["min_position"])
+            check_min_position(application, query["min_position"])
         check_after(application, query["after"])
         types: list[str] = query["type"]
         if query["wait"] > 0:
@@ -124,10 +128,13 @@ def check_after(application: RecordsApplication, after: int) -> None:
     )
 
 
-def wait_for_min_position(application: RecordsApplication, position: int) -> None:
-    """Wait until the log contains `position` (a 503 problem after the timeout)."""
-    timeout = get_runtime().settings.min_position_timeout
-    wait_for_position(application.head_position, position, timeout, waiting_slot())
+def check_min_position(application: RecordsApplication, position: int) -> None:
+    """Reject (422) a `min_position` that the log does not contain yet.
+
+    The feed reads the log itself, so a position the log contains needs no
+    wait, and a client cannot hold a position beyond the head.
+    """
+    reject_position_beyond_head(position, application.head_position())
 
 
 def wait_for_event(
