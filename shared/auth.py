@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import os
 import secrets
 import tempfile
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ROLES", "STAFF"]
 
 PURPOSE_HEADER = "X-Purpose"
+INVALID_PERCENT_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 MAX_PURPOSE_LENGTH = 1000
 MAX_TOKEN_LENGTH = 512
 MAX_HOLDER_NAME_LENGTH = 200
@@ -491,6 +493,13 @@ def _read_purpose() -> str | None:
         octets = raw.encode("latin-1")
     except UnicodeEncodeError:
         octets = raw.encode("utf-8", "surrogatepass")
+    # unquote_to_bytes keeps an invalid escape such as "%ZZ" as it is, so it
+    # is rejected here.
+    if INVALID_PERCENT_ESCAPE.search(octets):
+        raise _purpose_problem(
+            "is not percent-encoded UTF-8: each '%' must start an escape of two "
+            "hex digits, such as %25 for '%' itself"
+        )
     try:
         text = unquote_to_bytes(octets).decode("utf-8")
     except UnicodeDecodeError:

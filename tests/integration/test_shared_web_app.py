@@ -435,12 +435,25 @@ def test_purpose_optional_for_other_roles(client, specialist):
     assert response.get_json()["purpose"] is None
 
 
-def test_purpose_not_utf8_is_400(client, inspector):
-    headers = {**inspector, "X-Purpose": "%FF%FE"}
+@pytest.mark.parametrize(
+    "purpose", ["%FF%FE", "%C3%28", "%ZZ", "проверка 100%", "%", "%4", "%4G", "a%%41"]
+)
+def test_purpose_not_utf8_is_400(client, inspector, purpose):
+    headers = {**inspector, "X-Purpose": quote(purpose, safe="%")}
 
     body = assert_problem(client.get("/api/v1/sessions", headers=headers), 400)
 
     assert "header.X-Purpose" in body["errors"]
+    assert "not percent-encoded UTF-8" in body["detail"]
+
+
+def test_purpose_escaped_percent_is_decoded(client, inspector):
+    headers = {**inspector, "X-Purpose": "100%25%2e"}
+
+    response = client.get("/api/v1/sessions", headers=headers)
+
+    assert response.status_code == 200
+    assert response.get_json()["purpose"] == "100%."
 
 
 # Throttle of failed authentication
@@ -858,6 +871,14 @@ def test_metrics_label_routes_not_ids(client, specialist):
 
     assert "/api/v1/sessions/<uuid:session_id>/closure" in text
     assert PUPIL_ID not in text
+
+
+def test_metrics_content_type_names_charset_once(client):
+    response = client.get("/metrics")
+
+    assert response.headers["Content-Type"] == (
+        "text/plain; version=1.0.0; charset=utf-8"
+    )
 
 
 def test_get_without_query_schema_rejects_parameters(client, specialist):
