@@ -324,7 +324,9 @@ def _register_service_routes(
         # its own requests, so a scrape returns the counts of whichever
         # worker served it. `pupil-records run` sets the variable.
         registry = _scrape_registry(current_app)
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        # CONTENT_TYPE_LATEST names its charset already, and `mimetype` would
+        # append a second one.
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     @app.get(f"{API_PREFIX}/docs")
     def docs() -> Response:

@@ -733,6 +733,13 @@ def test_database_outage_is_503(http_service, monkeypatch):
     assert response.headers["Retry-After"] == "2"
 
 
+def test_metrics_content_type(http_service):
+    response = http_service.client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].count("charset") == 1
+
+
 def test_openapi_documents_archive_paths(http_service):
     paths = http_service.client.get("/api/v1/openapi.json").get_json()["paths"]
 
