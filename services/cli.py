@@ -223,7 +223,9 @@ def services_stopped(settings: Settings, command: str) -> Iterator[None]:
     from services.runner import services_stopped as hold_services_lock
     from shared.locks import LockHeldError
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from services.runner import make_data_dir_private
+
+    make_data_dir_private(settings.data_dir)
     try:
         with hold_services_lock(settings, f"pupil-records {command}"):
             yield
@@ -245,6 +247,7 @@ def services_stopped(settings: Settings, command: str) -> Iterator[None]:
 def records_rebuild(online: bool, data_dir: Path | None) -> None:
     """Rebuild the records read models from the event log, with progress."""
     settings = load_settings(data_dir)
+    _require_event_log(settings.records_database_url, "records", "RECORDS_DATABASE_URL")
     if online:
         replayed = _rebuild_records_online(settings)
         click.echo(
@@ -283,6 +286,7 @@ def _rebuild_records_online(settings: Settings) -> int:
 def archive_rebuild(data_dir: Path | None) -> None:
     """Rebuild the archive read models from the archive's own log, with progress."""
     settings = load_settings(data_dir)
+    _require_event_log(settings.archive_database_url, "archive", "ARCHIVE_DATABASE_URL")
     with services_stopped(settings, "archive rebuild"):
         from services.archive.readmodels import rebuild
 
@@ -314,7 +318,6 @@ def access_log_verify(data_dir: Path | None) -> None:
 
 def _verify_access_log(url: str) -> Any:
     from sqlalchemy import inspect
-    from sqlalchemy.engine import make_url
 
     from services.records.accesslog import (
         AccessLog,
@@ -326,16 +329,7 @@ def _verify_access_log(url: str) -> Any:
 
     if is_memory(url):
         raise CommandError("the in-memory records store has no access log to check")
-    parsed = make_url(url)
-    database_file = (
-        Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
-    )
-    # Opening a missing SQLite file would create an empty database.
-    if database_file is not None and not database_file.exists():
-        raise CommandError(
-            f"no records database at {database_file}; check --data-dir "
-            "or RECORDS_DATABASE_URL"
-        )
+    _require_sqlite_file(url, "records", "RECORDS_DATABASE_URL")
     # Parameters stay out of error messages, because they contain names and
     # purposes.
     engine = create_sql_engine(url, hide_parameters=True)
@@ -345,6 +339,58 @@ def _verify_access_log(url: str) -> Any:
         return verify_chain(AccessLog(engine, engine))
     finally:
         engine.dispose()
+
+
+def _require_sqlite_file(url: str, service: str, variable: str) -> None:
+    """Fail when `url` names a SQLite file that does not exist.
+
+    Opening a missing SQLite file would create an empty database.
+    """
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    database_file = Path(parsed.database)
+    if not database_file.exists():
+        raise CommandError(
+            f"no {service} database at {database_file}; check --data-dir "
+            f"or {variable}"
+        )
+
+
+def _require_event_log(url: str, service: str, variable: str) -> None:
+    """Fail unless the database at `url` has the event log of `service`.
+
+    Only reads, so a missing database or table is not created.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    from shared.storage import create_sql_engine, is_memory
+
+    if is_memory(url):
+        raise CommandError(f"the in-memory {service} store has no log to rebuild from")
+    _require_sqlite_file(url, service, variable)
+    parsed = make_url(url)
+    # eventsourcing names the table `stored_events` on SQLite and
+    # `<application name>_events` on PostgreSQL, and each application is named
+    # after its service.
+    if parsed.get_backend_name() == "sqlite":
+        table = "stored_events"
+    else:
+        table = f"{service}_events"
+    engine = create_sql_engine(url)
+    try:
+        found = inspect(engine).has_table(table)
+    finally:
+        engine.dispose()
+    if not found:
+        where = parsed.render_as_string(hide_password=True)
+        raise CommandError(
+            f"the {service} database {where} has no event log (table {table}); "
+            f"check --data-dir or {variable}"
+        )
 
 
 @records.command("project")

@@ -84,8 +84,34 @@ def alive(pids: list[int]) -> list[int]:
 REBUILDS = [["records", "rebuild"], ["archive", "rebuild"]]
 
 
+def create_event_logs(settings: Settings) -> None:
+    """Create the records and archive event logs, empty, as `run` would."""
+    from services.archive.application import ArchiveApplication
+    from services.records.application import RecordsApplication
+    from services.records.keys import load_master_key
+
+    RecordsApplication(
+        settings.records_database_url, master_key=load_master_key(settings)
+    ).close()
+    ArchiveApplication.from_settings(settings).close()
+
+
+def table_names(url: str) -> list[str]:
+    from sqlalchemy import inspect
+
+    from shared.storage import create_sql_engine
+
+    engine = create_sql_engine(url)
+    try:
+        return sorted(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("command", REBUILDS, ids=" ".join)
 def test_rebuild_refused_while_running(settings: Settings, command: list[str]) -> None:
+    create_event_logs(settings)
+
     with runner.services_running(settings):
         code, out, err = invoke(*command, "--data-dir", str(settings.data_dir))
 
@@ -100,6 +126,9 @@ def test_rebuild_refused_while_running(settings: Settings, command: list[str]) -
 def test_rebuild_refused_while_lock_shared(
     settings: Settings, command: list[str]
 ) -> None:
+    create_event_logs(settings)
+    urls = [settings.records_database_url, settings.archive_database_url]
+    tables_before = [table_names(url) for url in urls]
     lock = ProcessLock(
         runner.services_lock_path(settings), owner="records projector", shared=True
     )
@@ -108,11 +137,12 @@ def test_rebuild_refused_while_lock_shared(
 
     assert code == 1
     assert "records projector" in err
-    assert not (settings.data_dir / "records.sqlite").exists()
-    assert not (settings.data_dir / "archive.sqlite").exists()
+    assert [table_names(url) for url in urls] == tables_before
 
 
 def test_records_rebuild_after_stop(settings: Settings) -> None:
+    create_event_logs(settings)
+
     with runner.services_running(settings):
         pass
 
