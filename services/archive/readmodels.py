@@ -211,12 +211,19 @@ class RetentionProjector:
         logger.info("retention schedule changed: recomputed %d entries", changed)
 
     def catch_up(self, progress: tqdm[Any] | None = None) -> int:
-        """Apply every archive event not applied yet and return their count."""
+        """Apply every archive event not applied yet and return their count.
+
+        `progress` advances by log positions covered, not by events, because
+        positions on PostgreSQL have gaps and its total is a head position.
+        """
         applied = 0
+        covered = projected_position(self.engine) if progress is not None else 0
         while True:
             count = self.apply_batch()
             if progress is not None:
-                progress.update(count)
+                position = projected_position(self.engine)
+                progress.update(position - covered)
+                covered = position
             applied += count
             if count < self.batch_size:
                 return applied
@@ -387,7 +394,7 @@ def rebuild_read_models(
     total = app.recorder.max_notification_id() or 0
     with tqdm(
         total=total,
-        unit="event",
+        unit="position",
         desc="archive read models",
         disable=not progress,
     ) as bar:

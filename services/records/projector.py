@@ -126,12 +126,19 @@ class RecordsProjector:
     def catch_up(
         self, batch_size: int = BATCH_SIZE, progress: tqdm | None = None
     ) -> int:
-        """Apply every event after the stored position; return how many."""
+        """Apply every event after the stored position; return how many.
+
+        `progress` advances by log positions covered, not by events, because
+        positions on PostgreSQL have gaps and its total is a head position.
+        """
         applied = 0
+        covered = self.read_models.position() if progress is not None else 0
         while True:
             count = self.process_batch(batch_size)
             if progress is not None:
-                progress.update(count)
+                position = self.read_models.position()
+                progress.update(position - covered)
+                covered = position
             applied += count
             if count < batch_size:
                 return applied
@@ -643,7 +650,7 @@ def rebuild(settings: Settings, progress: bool = True) -> int:
         projector = RecordsProjector(app, engine)
         with tqdm(
             total=app.head_position(),
-            unit="event",
+            unit="position",
             desc="records rebuild",
             disable=not progress,
         ) as bar:

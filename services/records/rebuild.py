@@ -107,7 +107,7 @@ def _fill(app: RecordsApplication, projector: RecordsProjector, progress: bool) 
     replayed = 0
     with tqdm(
         total=app.head_position(),
-        unit="event",
+        unit="position",
         desc="records rebuild (online)",
         disable=not progress,
     ) as bar:
