@@ -855,8 +855,13 @@ def _load_demo_if_empty(records_url: str, tokens: dict[str, str]) -> None:
         "requests go only to the log files meanwhile",
         records_url,
     )
+    # With progress the loader prints the summary itself.
     summary = load(records_url, tokens, progress=True)
-    log.info("demo data loaded: %s", summary)
+    log.info(
+        "demo data loaded: %d commands, last records position %d",
+        summary.commands,
+        summary.last_position,
+    )
 
 
 def _demo_loader() -> Callable[..., Any]:

@@ -467,3 +467,36 @@ def test_restart_warning_names_last_error(
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warning.startswith("crasher exited with code 2; restarting in 1 s")
     assert warning.endswith("; last error: Error: the database is locked")
+
+
+def test_demo_summary_printed_once(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from datetime import date
+
+    from services.demo import DemoSummary
+
+    summary = DemoSummary(
+        counts={"pupils": 3},
+        first_day=date(2023, 9, 1),
+        last_day=date(2025, 5, 31),
+        elapsed_seconds=1.0,
+        last_position=42,
+    )
+
+    def load(records_url: str, tokens: dict[str, str], progress: bool) -> DemoSummary:
+        if progress:
+            print(summary, flush=True)
+        return summary
+
+    monkeypatch.setattr(runner, "records_store_is_empty", lambda url, tokens: True)
+    monkeypatch.setattr(runner, "_demo_loader", lambda: load)
+    caplog.set_level("INFO", logger=runner.log.name)
+
+    runner._load_demo_if_empty("http://127.0.0.1:1", {})
+
+    output = capsys.readouterr().out + caplog.text
+    assert output.count("Demo centre loaded") == 1
+    assert "last records position 42" in caplog.text
