@@ -264,8 +264,10 @@ class Replay:
         for code, score in body["scores"].items():
             assert isinstance(score, int) and 0 <= score <= criteria[code]
         assert body["kind"] in ("intermediate", "final")
+        attestation = (covering[0].key, day, body["kind"])
+        assert attestation not in pupil.attestations, "attestation repeated"
         covering[0].has_records = True
-        pupil.attestations.append((covering[0].key, day, body["kind"]))
+        pupil.attestations.append(attestation)
 
     def _journal(self, command: Command, body: dict[str, Any]) -> None:
         year = body["academic_year"]

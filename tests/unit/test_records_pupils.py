@@ -826,6 +826,73 @@ def test_attestation_in_cancelled_enrolment_rejected():
         attest(pupil, programme, date(2024, 12, 20))
 
 
+def record(pupil, programme, kind, on, result=None, protocol="3"):
+    return pupil.record_attestation(
+        programme=programme,
+        kind=kind,
+        on=on,
+        scores=result or scores(),
+        protocol=order(protocol, on),
+    )
+
+
+@pytest.mark.parametrize("kind", ["intermediate", "final"])
+def test_repeated_attestation_rejected(kind):
+    programme = new_programme()
+    pupil = enrolled(programme.id)
+    first_id = record(pupil, programme, kind, date(2024, 12, 20))
+
+    with pytest.raises(RuleViolationError) as raised:
+        record(pupil, programme, kind, date(2024, 12, 20))
+
+    message = str(raised.value)
+    assert str(first_id) in message
+    assert "correction" in message
+    assert list(pupil.attestations) == [first_id]
+
+
+def test_same_day_attestation_with_other_scores_rejected():
+    programme = new_programme()
+    pupil = enrolled(programme.id)
+    record(pupil, programme, "final", date(2025, 5, 20), scores(7, 4, 3))
+
+    with pytest.raises(RuleViolationError):
+        record(pupil, programme, "final", date(2025, 5, 20), scores(1, 1, 1), "4")
+
+
+def test_attestations_of_both_kinds_on_one_day_recorded():
+    programme = new_programme()
+    pupil = enrolled(programme.id)
+
+    record(pupil, programme, "intermediate", date(2025, 5, 20))
+    record(pupil, programme, "final", date(2025, 5, 20))
+
+    assert len(pupil.attestations) == 2
+
+
+def test_attestations_of_one_kind_on_other_days_recorded():
+    programme = new_programme()
+    pupil = enrolled(programme.id)
+
+    record(pupil, programme, "intermediate", date(2024, 12, 20))
+    record(pupil, programme, "intermediate", date(2025, 3, 20))
+    record(pupil, programme, "final", date(2025, 5, 20))
+    record(pupil, programme, "final", date(2025, 5, 27))
+
+    assert len(pupil.attestations) == 4
+
+
+def test_same_day_attestation_in_two_programmes_recorded():
+    first = new_programme("КРЗ-1")
+    second = new_programme("КРЗ-2")
+    pupil = enrolled(first.id, second.id)
+
+    record(pupil, first, "final", date(2025, 5, 20))
+    record(pupil, second, "final", date(2025, 5, 20))
+
+    assert len(pupil.attestations) == 2
+
+
 def test_attestation_with_unknown_kind_rejected():
     programme = new_programme()
     pupil = enrolled(programme.id)
