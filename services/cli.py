@@ -300,23 +300,40 @@ def access_log() -> None:
 
 
 @access_log.command("verify")
+@click.option(
+    "--expect-last",
+    "expected_hash",
+    metavar="HASH",
+    default=None,
+    help="Hash of the last record printed by an earlier run and kept off this "
+    "machine; exit 1 unless the chain still contains that record.",
+)
 @data_dir_option
-def access_log_verify(data_dir: Path | None) -> None:
+def access_log_verify(expected_hash: str | None, data_dir: Path | None) -> None:
     """Check the hash chain of the access log; exit 1 at the first broken link.
 
-    Only reads the database, so it may run while the services run.
+    Deleting the newest records leaves an intact chain, so keep the printed
+    last hash elsewhere and pass it with --expect-last on the next run. Only
+    reads the database, so it may run while the services run.
     """
     settings = load_settings(data_dir)
-    report = _verify_access_log(settings.records_database_url)
+    report = _verify_access_log(settings.records_database_url, expected_hash)
     if not report.intact:
         raise CommandError(
             f"the access log is broken at record {report.broken_at}: "
             f"{report.reason}; the {report.checked} records before it are intact"
         )
+    if expected_hash is not None and not report.contains_expected:
+        raise CommandError(
+            f"the access log has no record with hash {expected_hash}: records "
+            "were deleted from its end, or the hash is not one this log printed"
+        )
     click.echo(f"access log intact: {report.checked} records checked")
+    if report.last_hash is not None:
+        click.echo(f"last record: {report.last_sequence} {report.last_hash}")
 
 
-def _verify_access_log(url: str) -> Any:
+def _verify_access_log(url: str, expected_hash: str | None = None) -> Any:
     from sqlalchemy import inspect
 
     from services.records.accesslog import (
@@ -336,7 +353,7 @@ def _verify_access_log(url: str) -> Any:
     try:
         if not inspect(engine).has_table(access_log.name):
             return ChainReport(checked=0)
-        return verify_chain(AccessLog(engine, engine))
+        return verify_chain(AccessLog(engine, engine), expected_hash=expected_hash)
     finally:
         engine.dispose()
 

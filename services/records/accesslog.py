@@ -359,11 +359,19 @@ def _pupil_ids(stored: str) -> list[str]:
 
 @dataclass(frozen=True)
 class ChainReport:
-    """The outcome of `verify_chain`: records checked and the first broken link."""
+    """The outcome of `verify_chain`: records checked and the first broken link.
+
+    `last_sequence` and `last_hash` are those of the last intact record, and
+    `contains_expected` is whether a record with the expected hash was
+    among the intact ones.
+    """
 
     checked: int
     broken_at: int | None = None
     reason: str | None = None
+    last_sequence: int | None = None
+    last_hash: str | None = None
+    contains_expected: bool = False
 
     @property
     def intact(self) -> bool:
@@ -371,19 +379,44 @@ class ChainReport:
         return self.broken_at is None
 
 
-def verify_chain(log: AccessLog, batch_size: int = 1000) -> ChainReport:
-    """Walk the whole chain and report the first record whose link is broken."""
+def verify_chain(
+    log: AccessLog, batch_size: int = 1000, *, expected_hash: str | None = None
+) -> ChainReport:
+    """Walk the whole chain and report the first record whose link is broken.
+
+    A chain cut after its newest records still links, so only a hash kept
+    elsewhere (`expected_hash`) shows that a record it names is gone.
+    """
     checked = 0
+    contains_expected = False
     previous: AccessRecord | None = None
     for batch in log.chain(batch_size):
         index = log.indexed_pupils(batch[0].sequence, batch[-1].sequence)
         for record in batch:
             reason = _broken_link(record, previous, index.get(record.sequence, set()))
             if reason is not None:
-                return ChainReport(checked, record.sequence, reason)
+                return _report(checked, previous, contains_expected, record, reason)
             checked += 1
+            contains_expected = contains_expected or record.hash == expected_hash
             previous = record
-    return ChainReport(checked)
+    return _report(checked, previous, contains_expected)
+
+
+def _report(
+    checked: int,
+    last: AccessRecord | None,
+    contains_expected: bool,
+    broken: AccessRecord | None = None,
+    reason: str | None = None,
+) -> ChainReport:
+    return ChainReport(
+        checked=checked,
+        broken_at=broken.sequence if broken is not None else None,
+        reason=reason,
+        last_sequence=last.sequence if last is not None else None,
+        last_hash=last.hash if last is not None else None,
+        contains_expected=contains_expected,
+    )
 
 
 def _broken_link(

@@ -43,10 +43,20 @@ def tamper(data_dir: Path, statement: str) -> None:
     engine.dispose()
 
 
-def verify(data_dir: Path) -> object:
+def verify(data_dir: Path, *options: str) -> object:
     return CliRunner().invoke(
-        cli, ["access-log", "verify", "--data-dir", str(data_dir)], env={}
+        cli, ["access-log", "verify", *options, "--data-dir", str(data_dir)], env={}
     )
+
+
+def last_record(data_dir: Path) -> tuple[int, str]:
+    engine = create_sql_engine(f"sqlite:///{data_dir / 'records.sqlite'}")
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT sequence, hash FROM access_log ORDER BY sequence DESC LIMIT 1")
+        ).one()
+    engine.dispose()
+    return int(row[0]), str(row[1])
 
 
 @pytest.fixture
@@ -104,3 +114,49 @@ def test_missing_database_exits_one(data_dir: Path) -> None:
     assert result.exit_code == 1
     assert "no records database at" in result.output
     assert not (data_dir / "records.sqlite").exists()
+
+
+def test_intact_chain_prints_last_hash(data_dir: Path) -> None:
+    fill_log(data_dir, 4)
+    sequence, last_hash = last_record(data_dir)
+
+    result = verify(data_dir)
+
+    assert result.exit_code == 0, result.output
+    assert f"last record: {sequence} {last_hash}" in result.output
+
+
+def test_expected_hash_of_older_record_passes(data_dir: Path) -> None:
+    fill_log(data_dir, 2)
+    _, kept_hash = last_record(data_dir)
+    fill_log(data_dir, 2)
+
+    result = verify(data_dir, "--expect-last", kept_hash)
+
+    assert result.exit_code == 0, result.output
+    assert "4 records checked" in result.output
+
+
+def test_removed_newest_records_need_kept_hash(data_dir: Path) -> None:
+    fill_log(data_dir, 4)
+    _, kept_hash = last_record(data_dir)
+    tamper(data_dir, "DELETE FROM access_log WHERE sequence >= 3")
+
+    unchecked = verify(data_dir)
+    checked = verify(data_dir, "--expect-last", kept_hash)
+
+    # The shortened chain still links, so only the kept hash shows the cut.
+    assert unchecked.exit_code == 0, unchecked.output
+    assert checked.exit_code == 1
+    assert f"no record with hash {kept_hash}" in checked.output
+
+
+def test_expected_hash_of_empty_log_fails(data_dir: Path) -> None:
+    data_dir.mkdir()
+    engine = create_sql_engine(f"sqlite:///{data_dir / 'records.sqlite'}")
+    engine.dispose()
+
+    result = verify(data_dir, "--expect-last", "0" * 64)
+
+    assert result.exit_code == 1
+    assert "no record with hash" in result.output
