@@ -18,17 +18,10 @@ from services.records.application import RecordsApplication
 from services.records.domain.errors import (
     ConcurrentChangeError,
     DuplicatePupilError,
-    RuleViolationError,
 )
 from shared.actor import acting_as
 from tests.conftest import BACKEND_MARKS, BACKENDS, REGISTRAR, shared_backends
-from tests.records_helpers import (
-    create_programme,
-    enrol,
-    order,
-    register_pupil,
-    scores,
-)
+from tests.records_helpers import create_programme, enrol, order, register_pupil
 
 THREADS = 20
 
@@ -160,40 +153,6 @@ def test_concurrent_registrations_keep_one_pupil(app):
     # One pupil and its identity claim: two events in the whole log.
     assert app.head_position() == created.position
     assert len(app.recorder.select_notifications(start=1, limit=100)) == 2
-
-
-def test_concurrent_same_attestation_recorded_once(app):
-    with acting_as(REGISTRAR):
-        programme_id = create_programme(app)
-        pupil_id = register_pupil(app)
-        enrol(app, pupil_id, programme_id)
-    head = app.head_position()
-
-    def attest(index: int) -> Any:
-        return app.record_attestation(
-            pupil_id,
-            programme_id=programme_id,
-            kind="final",
-            on=date(2025, 5, 20),
-            scores=scores(),
-            protocol=order("7", date(2025, 5, 20)),
-        )
-
-    outcomes = run_together(attest)
-
-    kinds = [kind for kind, _ in outcomes]
-    assert kinds.count("ok") == 1
-    assert set(kinds) <= {"ok", "RuleViolationError", "ConcurrentChangeError"}
-    (recorded,) = [result for kind, result in outcomes if kind == "ok"]
-    for kind, error in outcomes:
-        if kind == "RuleViolationError":
-            assert isinstance(error, RuleViolationError)
-            assert str(recorded.resource["id"]) in str(error)
-    written = app.recorder.select_notifications(
-        start=head, limit=1000, inclusive_of_start=False
-    )
-    assert len(written) == 1
-    assert list(app.pupil(pupil_id).attestations) == [recorded.resource["id"]]
 
 
 def test_cached_pupil_copied_whole_while_other_writers_append(app, shared_url):
