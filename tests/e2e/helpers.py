@@ -695,8 +695,6 @@ class PupilState:
     expelled: dict[str, str] = dataclasses.field(default_factory=dict)
     programmes_ever: set[str] = dataclasses.field(default_factory=set)
     with_records: set[str] = dataclasses.field(default_factory=set)
-    # Programmes with the workload's one intermediate attestation recorded.
-    attested: set[str] = dataclasses.field(default_factory=set)
 
 
 @dataclasses.dataclass
@@ -767,9 +765,7 @@ class Workload:
         if self._open_journals_with_pupils():
             choices.append((self.record_session, 6))
         if self._active_pairs():
-            choices.append((self.expel, 2))
-        if self._attestable_pairs():
-            choices.append((self.attest, 2))
+            choices += [(self.attest, 2), (self.expel, 2)]
         if self._expelled_pairs():
             choices.append((self.cancel_expulsion, 1))
         if self._cancellable_enrolments():
@@ -833,8 +829,8 @@ class Workload:
         return outcome
 
     def attest(self) -> Outcome:
-        """Record the intermediate attestation of an active pupil not yet attested."""
-        pupil_id, programme_id = self.rng.choice(self._attestable_pairs())
+        """Record an intermediate attestation of an active pupil."""
+        pupil_id, programme_id = self.rng.choice(self._active_pairs())
         day = date(2025, 5, 20)
         body = {
             "programme_id": programme_id,
@@ -850,7 +846,6 @@ class Workload:
         outcome = self.send("attest", path, body, "methodist")
         if outcome.succeeded:
             self.pupils[pupil_id].with_records.add(programme_id)
-            self.pupils[pupil_id].attested.add(programme_id)
         return outcome
 
     def expel(self) -> Outcome:
@@ -946,15 +941,6 @@ class Workload:
             (pupil_id, programme_id)
             for pupil_id, state in self.pupils.items()
             for programme_id in state.active
-        ]
-
-    def _attestable_pairs(self) -> list[tuple[str, str]]:
-        # One enrolment takes one attestation of a kind per day, and the
-        # workload attests on one fixed day.
-        return [
-            (pupil_id, programme_id)
-            for pupil_id, programme_id in self._active_pairs()
-            if programme_id not in self.pupils[pupil_id].attested
         ]
 
     def _expelled_pairs(self) -> list[tuple[str, str]]:

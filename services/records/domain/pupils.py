@@ -656,7 +656,6 @@ class Pupil(RecordsAggregate):
             raise RuleViolationError(
                 "the pupil was not enrolled in this programme on the attestation date"
             )
-        self._check_not_attested(enrolment, kind, on)
         attestation_id = uuid4()
         self.trigger_event(
             self.AttestationRecorded,
@@ -673,24 +672,6 @@ class Pupil(RecordsAggregate):
             protocol=protocol,
         )
         return attestation_id
-
-    def _check_not_attested(self, enrolment: Enrolment, kind: str, on: date) -> None:
-        """Reject a second attestation of `kind` on `on` under one enrolment.
-
-        A repeated request, such as a client's retry, would otherwise record
-        the same result twice. A correction is the way to change a result.
-        """
-        for attestation in self.attestations.values():
-            if (
-                attestation.enrolment_id == enrolment.id
-                and attestation.kind == kind
-                and attestation.date == on
-            ):
-                raise RuleViolationError(
-                    f"attestation {attestation.id} of kind {kind} on "
-                    f"{on.isoformat()} is already recorded under this enrolment; "
-                    "to change its scores, post a correction to it"
-                )
 
     def correct_attestation(
         self,
