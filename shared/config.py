@@ -23,7 +23,7 @@ DEFAULT_FOLLOWER_STALL_SECONDS = 60.0
 # Threads of each gunicorn worker. A waiting request occupies a thread but
 # uses little memory or CPU, so there are more threads than cores.
 DEFAULT_WEB_THREADS = 16
-DEFAULT_MAX_WAITING_PER_TOKEN = 2
+DEFAULT_MAX_WAITING_PER_TOKEN = 8
 MASTER_KEY_FILE_NAME = "master.key"
 _ORIGIN = re.compile(
     r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"

@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from shared.auth import TokenStore
-from tests.e2e.helpers import RunningServices, requires_services
+from tests.e2e.conftest import fresh_database_env
+from tests.e2e.helpers import RunningServices, requires_services, start_run
 
 pytestmark = [pytest.mark.e2e, requires_services, pytest.mark.one_backend]
 
@@ -24,6 +25,30 @@ WAITING_REQUESTS = 10
 LONG_POLL_SECONDS = 20
 # Far below the long-poll time, with room for a slow shared machine.
 PROMPT_SECONDS = 5.0
+
+
+# Each worker lets one token hold this many waiting requests; `run` starts
+# two workers.
+PER_TOKEN = 2
+
+
+@pytest.fixture(scope="module")
+def services(
+    tmp_path_factory: pytest.TempPathFactory,
+    e2e_backend: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[RunningServices]:
+    """One `pupil-records run` whose tokens may each hold few waiting requests."""
+    folder = tmp_path_factory.mktemp(f"waiting-{e2e_backend}")
+    env = {
+        **fresh_database_env(request, e2e_backend),
+        "PUPIL_RECORDS_MAX_WAITING_PER_TOKEN": str(PER_TOKEN),
+    }
+    running = start_run(folder / "data", folder / "run.out", database_env=env)
+    try:
+        yield running
+    finally:
+        running.kill()
 
 
 class Waiters:
@@ -105,7 +130,7 @@ def test_long_polls_of_one_token_leave_health_prompt(
     assert ready.status_code == 200
     assert ready_seconds < PROMPT_SECONDS
     # Most long-polls got no waiting slot and returned at once, empty.
-    assert len(waiters.responses) >= WAITING_REQUESTS - 4
+    assert len(waiters.responses) >= WAITING_REQUESTS - 2 * PER_TOKEN
     for response in waiters.responses:
         assert response.status_code == 200
         assert response.json()["events"] == []
@@ -204,7 +229,7 @@ def test_unreached_archive_positions_leave_services_prompt(
     assert health.status_code == 200
     assert health_seconds < PROMPT_SECONDS
     rejected = [r for r in waiters.responses if r.status_code == 503]
-    assert len(rejected) >= WAITING_REQUESTS - 4
+    assert len(rejected) >= WAITING_REQUESTS - 2 * PER_TOKEN
     for response in rejected:
         assert response.headers["Retry-After"] == "1"
         assert "too many requests are waiting" in response.json()["detail"]

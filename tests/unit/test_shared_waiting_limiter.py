@@ -114,7 +114,7 @@ def test_settings_default_to_half_the_threads():
     settings = Settings.from_env({}, data_dir="/tmp/unused")
 
     assert settings.max_waiting_requests == 8
-    assert settings.max_waiting_per_token == 2
+    assert settings.max_waiting_per_token == 8
 
 
 def test_settings_follow_thread_count():
