@@ -74,6 +74,7 @@ from shared.problems import (
     Problem,
     install_error_handlers,
     request_id,
+    retry_after_seconds,
     unavailable,
     validation,
 )
@@ -422,7 +423,7 @@ def ensure_min_position(
     """Wait for `min_position` (if given) within the configured timeout.
 
     `head_position` returns the head of the log that positions come from. A
-    `min_position` beyond it is rejected at once (422), because every
+    `min_position` beyond it is answered at once with a 503, because every
     position a client holds was returned for an event already in that log.
     The wait takes a waiting slot of the request's token (see `waiting_slot`).
     """
@@ -437,14 +438,19 @@ def ensure_min_position(
 
 
 def reject_position_beyond_head(min_position: int, head: int) -> None:
-    """Raise a 422 problem when `min_position` is beyond the log head `head`."""
+    """Answer 503 at once when `min_position` is beyond the log head `head`.
+
+    The read model cannot reach a position the log does not hold, so the
+    request is not made to wait the full timeout for the same answer.
+    """
     if min_position <= head:
         return
     raise Problem(
-        422,
+        503,
         f"min_position={min_position} is beyond the head of the records log, "
-        f"position {head}. Pass a position returned by the records service.",
-        errors={"query.min_position": [f"Must not be greater than {head}."]},
+        f"position {head}, so no read model has reached it. Pass a position "
+        "returned by the records service.",
+        headers={"Retry-After": retry_after_seconds(1)},
         head_position=head,
     )
 

@@ -187,7 +187,7 @@ def test_long_polls_of_many_tokens_leave_health_prompt(
     assert len(waiters.responses) == len(tokens)
 
 
-def test_records_min_position_beyond_head_is_422(
+def test_records_min_position_beyond_head_is_503_at_once(
     services: RunningServices,
 ) -> None:
     url = f"{services.records_url}/api/v1/programmes"
@@ -197,9 +197,10 @@ def test_records_min_position_beyond_head_is_422(
         lambda: get(url, services.tokens["registrar"], min_position=head + 1)
     )
 
-    assert response.status_code == 422
+    assert response.status_code == 503
     assert seconds < PROMPT_SECONDS
-    assert set(response.json()["errors"]) == {"query.min_position"}
+    assert response.headers["Retry-After"]
+    assert response.json()["head_position"] == head
 
 
 def test_unreached_archive_positions_leave_services_prompt(

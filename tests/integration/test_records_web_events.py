@@ -251,7 +251,7 @@ def test_long_poll_answers_at_once_when_events_exist(web):
     assert len(page["events"]) == 1
 
 
-def test_min_position_beyond_head_is_422(web):
+def test_min_position_beyond_head_is_503_at_once(web):
     web.register_pupil()
     head = web.head()
 
@@ -261,10 +261,8 @@ def test_min_position_beyond_head_is_422(web):
     )
 
     assert time.monotonic() - started < 0.3
-    problem = expect_problem(response, 422)
-    assert problem["errors"] == {
-        "query.min_position": [f"Must not be greater than {head}."]
-    }
+    problem = expect_problem(response, 503)
+    assert response.headers["Retry-After"] == "1"
     assert problem["head_position"] == head
 
 
@@ -421,7 +419,9 @@ def test_min_position_beyond_head_takes_no_slot(limited_web):
     )
 
     assert time.monotonic() - started < 4
-    expect_problem(response, 422)
+    problem = expect_problem(response, 503)
+    assert "beyond the head" in problem["detail"]
+    assert problem["head_position"] == head
     limited_web.register_pupil(surname="Петров")
     for thread in threads:
         thread.join(timeout=10)

@@ -129,7 +129,7 @@ def check_after(application: RecordsApplication, after: int) -> None:
 
 
 def check_min_position(application: RecordsApplication, position: int) -> None:
-    """Reject (422) a `min_position` that the log does not contain yet.
+    """Answer 503 at once for a `min_position` that the log does not contain yet.
 
     The feed reads the log itself, so a position the log contains needs no
     wait, and a client cannot hold a position beyond the head.
