@@ -220,10 +220,9 @@ def archive() -> None:
 @contextmanager
 def services_stopped(settings: Settings, command: str) -> Iterator[None]:
     """Hold the data dir's services lock alone, or fail while the services run."""
+    from services.runner import make_data_dir_private
     from services.runner import services_stopped as hold_services_lock
     from shared.locks import LockHeldError
-
-    from services.runner import make_data_dir_private
 
     make_data_dir_private(settings.data_dir)
     try:
@@ -371,8 +370,7 @@ def _require_sqlite_file(url: str, service: str, variable: str) -> None:
     database_file = Path(parsed.database)
     if not database_file.exists():
         raise CommandError(
-            f"no {service} database at {database_file}; check --data-dir "
-            f"or {variable}"
+            f"no {service} database at {database_file}; check --data-dir or {variable}"
         )
 
 

@@ -20,8 +20,8 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import os
+import re
 import secrets
 import tempfile
 import threading

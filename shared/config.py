@@ -74,11 +74,13 @@ class Settings:
         return cls(
             data_dir=base,
             records_database_url=_database_url(
-                env.get("RECORDS_DATABASE_URL") or f"sqlite:///{base / 'records.sqlite'}",
+                env.get("RECORDS_DATABASE_URL")
+                or f"sqlite:///{base / 'records.sqlite'}",
                 _secret(env, "RECORDS_DATABASE_PASSWORD"),
             ),
             archive_database_url=_database_url(
-                env.get("ARCHIVE_DATABASE_URL") or f"sqlite:///{base / 'archive.sqlite'}",
+                env.get("ARCHIVE_DATABASE_URL")
+                or f"sqlite:///{base / 'archive.sqlite'}",
                 _secret(env, "ARCHIVE_DATABASE_PASSWORD"),
             ),
             tokens_file=Path(

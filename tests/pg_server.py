@@ -100,9 +100,8 @@ def _run(command: list[str], as_user: str | None, check: bool = True) -> None:
         command = ["runuser", "-u", as_user, "--", *command]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
-        raise PostgresUnavailableError(
-            f"{' '.join(command)} failed: {result.stderr.strip() or result.stdout.strip()}"
-        )
+        output = result.stderr.strip() or result.stdout.strip()
+        raise PostgresUnavailableError(f"{' '.join(command)} failed: {output}")
 
 
 def _scratch_folder() -> str | None:
@@ -125,8 +124,18 @@ def start_server() -> PostgresServer:
         shutil.chown(root, user=as_user)
         root.chmod(0o700)
     _run(
-        [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", SUPERUSER, "-A", "trust",
-         "-E", "UTF8", "--no-locale"],
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ],
         as_user,
     )
     server = PostgresServer(_free_port(), data_dir, bin_dir, as_user)

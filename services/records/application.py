@@ -660,7 +660,7 @@ def _note_attendance(pupils: list[Pupil], journal: Journal, on: date) -> None:
         f"{error.pupil_id} ({path})" for path, error in not_enrolled.items()
     )
     raise RuleViolationError(
-        f"{len(not_enrolled)} listed pupils are not enrolled in the journal's programme "
-        f"on {on.isoformat()}: {named}",
+        f"{len(not_enrolled)} listed pupils are not enrolled in the journal's "
+        f"programme on {on.isoformat()}: {named}",
         errors=errors,
     )

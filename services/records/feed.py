@@ -112,10 +112,20 @@ Mapping = tuple[type, str, str, Callable[[Any], dict[str, Any]]]
 MAPPINGS: tuple[Mapping, ...] = (
     (Pupil.Registered, "pupil.registered", "pupils", _registered),
     (Pupil.Enrolled, "pupil.enrolled", "pupils", _enrolled),
-    (Pupil.EnrolmentCancelled, "pupil.enrolment_cancelled", "pupils", _enrolment_cancelled),
+    (
+        Pupil.EnrolmentCancelled,
+        "pupil.enrolment_cancelled",
+        "pupils",
+        _enrolment_cancelled,
+    ),
     (Pupil.Transferred, "pupil.transferred", "pupils", _transferred),
     (Pupil.Expelled, "pupil.expelled", "pupils", _expelled),
-    (Pupil.ExpulsionCancelled, "pupil.expulsion_cancelled", "pupils", _expulsion_cancelled),
+    (
+        Pupil.ExpulsionCancelled,
+        "pupil.expulsion_cancelled",
+        "pupils",
+        _expulsion_cancelled,
+    ),
     (Journal.Opened, "journal.opened", "journals", _journal_opened),
     (Journal.Closed, "journal.closed", "journals", _journal_closed),
     (

@@ -113,7 +113,7 @@ DESTROYED_STATUS = "destroyed"
 
 
 class RecordsReadModels:
-    """Queries over the read models; every value is JSON-ready (ids and dates as text)."""
+    """Queries over the read models; values are JSON-ready (ids, dates as text)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

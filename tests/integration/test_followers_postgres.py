@@ -296,7 +296,6 @@ def test_archive_projector_wakes_on_notify(postgres_server):
     assert beats[PROJECTOR_NAME].head == head
 
 
-
 def test_commands_carry_on_after_connections_are_dropped(records_url, records_app):
     # Neither the event store's pool nor the key ring's pings a connection
     # before use; after the server ends their sessions, the next reads and

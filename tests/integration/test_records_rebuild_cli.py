@@ -1,4 +1,4 @@
-"""`pupil-records records rebuild` and `archive rebuild`: locks and missing databases."""
+"""`records rebuild` and `archive rebuild`: locks and missing databases."""
 
 from __future__ import annotations
 

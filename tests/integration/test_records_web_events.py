@@ -256,9 +256,7 @@ def test_min_position_beyond_head_is_503_at_once(web):
     head = web.head()
 
     started = time.monotonic()
-    response = web.get(
-        EVENTS, "subscriber", {"min_position": head + 1}, project=False
-    )
+    response = web.get(EVENTS, "subscriber", {"min_position": head + 1}, project=False)
 
     assert time.monotonic() - started < 0.3
     problem = expect_problem(response, 503)

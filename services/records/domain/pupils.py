@@ -640,7 +640,7 @@ class Pupil(RecordsAggregate):
         scores: dict[str, int],
         protocol: dict[str, Any],
     ) -> UUID:
-        """Record an attestation result for a programme the pupil attends or attended."""
+        """Record an attestation result in a programme the pupil attends or left."""
         if kind not in ATTESTATION_KINDS:
             raise ValueError(f"unknown attestation kind {kind!r}")
         check_dates(
@@ -699,7 +699,7 @@ class Pupil(RecordsAggregate):
     def note_attendance(
         self, *, programme_id: UUID, day: date, journal_id: UUID
     ) -> None:
-        """Record that `journal_id` lists the pupil under the enrolment covering `day`."""
+        """Record that `journal_id` lists the pupil under the enrolment of `day`."""
         self.check_not_destroyed()
         enrolment = self.enrolment_on(programme_id, day)
         if enrolment is None:
