@@ -294,8 +294,8 @@ class BatchWrites:
     """The read-model rows of one batch, gathered in memory and written together.
 
     A pupil or journal changed several times in a batch is written once, in
-    its last state; attendance counts are summed per pupil and journal; new
-    rows go in with one multi-row statement per table.
+    its last state. Attendance counts are summed per pupil and journal. Each
+    table gets one multi-row statement.
     """
 
     def __init__(self) -> None:

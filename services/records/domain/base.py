@@ -42,8 +42,9 @@ class RecordsAggregate(Aggregate):
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         # The repository copies every aggregate it hands out from its cache.
         # The generic deepcopy rebuilds each UUID and date through pickling
-        # hooks; the state here holds only immutable values of a few types in
-        # dicts, lists and dataclasses, which are copied directly.
+        # hooks. The state here keeps immutable values of a few types in
+        # dicts, lists and dataclasses, so those containers are copied
+        # directly and the values shared.
         duplicate = object.__new__(type(self))
         memo[id(self)] = duplicate
         duplicate.__dict__.update(_copied(self.__dict__, memo))
