@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -36,8 +37,10 @@ class RecordsServer:
 
     def __init__(self, settings: Settings, port: int) -> None:
         self.app: Flask = create_app(settings)
+        self._serving = 0
+        self._idle = threading.Condition()
         self.server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, self.app, threaded=True
+            "127.0.0.1", port, self._counted, threaded=True
         )
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}
@@ -45,11 +48,26 @@ class RecordsServer:
         self.thread.daemon = True
         self.thread.start()
 
+    def _counted(self, environ: Any, start_response: Any) -> Any:
+        # Counts the requests in flight, so that `crash` closes the database
+        # only after them: closing a SQLite connection that another thread
+        # is using can crash the interpreter.
+        with self._idle:
+            self._serving += 1
+        try:
+            return list(self.app(environ, start_response))
+        finally:
+            with self._idle:
+                self._serving -= 1
+                self._idle.notify_all()
+
     def crash(self) -> None:
         """Stop serving and close the database, as a process that dies would."""
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+        with self._idle:
+            self._idle.wait_for(lambda: self._serving == 0, timeout=30)
         get_runtime(self.app).close()
 
 
