@@ -423,7 +423,7 @@ def ensure_min_position(
     """Wait for `min_position` (if given) within the configured timeout.
 
     `head_position` returns the head of the log that positions come from. A
-    `min_position` beyond it is answered at once with a 503, because every
+    `min_position` beyond it gets a 503 at once, because every
     position a client holds was returned for an event already in that log.
     The wait takes a waiting slot of the request's token (see `waiting_slot`).
     """
@@ -438,10 +438,10 @@ def ensure_min_position(
 
 
 def reject_position_beyond_head(min_position: int, head: int) -> None:
-    """Answer 503 at once when `min_position` is beyond the log head `head`.
+    """Raise a 503 problem at once when `min_position` is beyond the log head.
 
-    The read model cannot reach a position the log does not hold, so the
-    request is not made to wait the full timeout for the same answer.
+    No read model can reach a position the log does not contain, so waiting
+    the full timeout would only delay the same 503.
     """
     if min_position <= head:
         return

@@ -49,7 +49,7 @@ READ_MARGIN_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
 # Wrong tokens and malformed pages need a person, so they are retried slowly.
 SLOW_RETRY_SECONDS = 30.0
-# The longest part of a rejected request's problem detail that is logged.
+# Maximum length of a rejected request's problem detail in the log.
 PROBLEM_DETAIL_MAX_CHARS = 400
 # How often a blocked feed request checks whether the follower must stop.
 STOP_POLL_SECONDS = 0.2

@@ -607,7 +607,7 @@ class SqlKeyRing(KeyRing):
         if not pupil_ids:
             return set()
         if len(pupil_ids) == 1:
-            # Every command on a pupil asks this; one built statement serves it.
+            # Every command on a pupil runs this check, so its statement is built once.
             (pupil_id,) = pupil_ids
             found = self._fetch(DESTROYED_KEY_QUERY, {"pupil_id": str(pupil_id)})
             return {pupil_id} if found else set()
@@ -622,12 +622,12 @@ class SqlKeyRing(KeyRing):
     def _fetch(
         self, statement: Any, parameters: dict[str, Any] | None = None
     ) -> list[Any]:
-        """Run a read; a pooled connection the server dropped is replaced once.
+        """Run a read, replacing once a pooled connection the server dropped.
 
-        The reader does not ping each connection before use, which would cost
-        every command a round trip; after a server restart the first read on
-        a stale connection fails, the pool drops its old connections, and the
-        read runs again on a new one.
+        The reader does not ping a connection before use, because that costs
+        every command a round trip. After a server restart the first read on
+        a stale connection fails and the pool drops its old connections. The
+        read then runs again on a new one.
         """
         for attempt in (1, 2):
             try:

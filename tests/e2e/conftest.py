@@ -50,10 +50,16 @@ def services(
     e2e_backend: str,
     request: pytest.FixtureRequest,
 ) -> Iterator[RunningServices]:
-    """One `pupil-records run` shared by the tests of a module."""
+    """Start one `pupil-records run` shared by the tests of a module.
+
+    A module may set `SERVICES_ENV`, a dict of further environment variables.
+    """
     folder = tmp_path_factory.mktemp(f"run-{e2e_backend}")
-    databases = fresh_database_env(request, e2e_backend)
-    running = start_run(folder / "data", folder / "run.out", database_env=databases)
+    env = {
+        **fresh_database_env(request, e2e_backend),
+        **getattr(request.module, "SERVICES_ENV", {}),
+    }
+    running = start_run(folder / "data", folder / "run.out", database_env=env)
     try:
         yield running
     finally:

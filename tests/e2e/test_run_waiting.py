@@ -16,8 +16,7 @@ import pytest
 import requests
 
 from shared.auth import TokenStore
-from tests.e2e.conftest import fresh_database_env
-from tests.e2e.helpers import RunningServices, requires_services, start_run
+from tests.e2e.helpers import RunningServices, requires_services
 
 pytestmark = [pytest.mark.e2e, requires_services, pytest.mark.one_backend]
 
@@ -30,25 +29,7 @@ PROMPT_SECONDS = 5.0
 # Each worker lets one token hold this many waiting requests; `run` starts
 # two workers.
 PER_TOKEN = 2
-
-
-@pytest.fixture(scope="module")
-def services(
-    tmp_path_factory: pytest.TempPathFactory,
-    e2e_backend: str,
-    request: pytest.FixtureRequest,
-) -> Iterator[RunningServices]:
-    """One `pupil-records run` whose tokens may each hold few waiting requests."""
-    folder = tmp_path_factory.mktemp(f"waiting-{e2e_backend}")
-    env = {
-        **fresh_database_env(request, e2e_backend),
-        "PUPIL_RECORDS_MAX_WAITING_PER_TOKEN": str(PER_TOKEN),
-    }
-    running = start_run(folder / "data", folder / "run.out", database_env=env)
-    try:
-        yield running
-    finally:
-        running.kill()
+SERVICES_ENV = {"PUPIL_RECORDS_MAX_WAITING_PER_TOKEN": str(PER_TOKEN)}
 
 
 class Waiters:
@@ -187,7 +168,7 @@ def test_long_polls_of_many_tokens_leave_health_prompt(
     assert len(waiters.responses) == len(tokens)
 
 
-def test_records_min_position_beyond_head_is_503_at_once(
+def test_min_position_beyond_head_is_503(
     services: RunningServices,
 ) -> None:
     url = f"{services.records_url}/api/v1/programmes"

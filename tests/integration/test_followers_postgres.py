@@ -298,8 +298,8 @@ def test_archive_projector_wakes_on_notify(postgres_server):
 
 def test_commands_carry_on_after_connections_are_dropped(records_url, records_app):
     # Neither the event store's pool nor the key ring's pings a connection
-    # before use; after the server ends their sessions, the next reads and
-    # writes meet dead connections and must replace them by themselves.
+    # before use. Once the server ends their sessions, the next reads and
+    # writes meet dead connections, so they must replace them.
     first_id, _ = register(records_app)
     first = UUID(first_id)
     assert records_app.pupil(first).name == "Олег"

@@ -316,7 +316,7 @@ def test_destroyed_key_leaves_no_bytes(tmp_path):
         ring.close()
 
 
-def test_keys_loaded_in_one_read_then_served_from_cache(ring_factory, monkeypatch):
+def test_load_keys_reads_once(ring_factory, monkeypatch):
     master = MasterKey.generate()
     maker = ring_factory(master)
     kept, destroyed, unknown = uuid4(), uuid4(), uuid4()

@@ -71,9 +71,9 @@ def normalise_person_name(text: str) -> str:
     """Fold a surname, first name or patronymic for duplicate detection.
 
     On top of `normalise_name`, every dash variant becomes one hyphen-minus
-    with no spaces around it, and combining marks that NFC could not join to
-    a letter (stress marks, as in "Ива\u0301нов") are dropped, and ѐ and ѝ
-    become е and и. Other letters that NFC composes keep their marks, so й
+    with no spaces around it. Combining marks that NFC could not join to a
+    letter (stress marks, as in "Ива\u0301нов") are dropped. ѐ and ѝ become
+    е and и. Other letters that NFC composes keep their marks, so й
     stays apart from и, and ё is already folded to е. A name whose dashes are
     all single hyphen-minus characters with no space next to them, and which
     has none of these marks, folds exactly as `normalise_name` does, so its

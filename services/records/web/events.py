@@ -96,7 +96,7 @@ class Events(MethodView):
         check_after(application, query["after"])
         types: list[str] = query["type"]
         if query["wait"] > 0:
-            # Without a free waiting slot the feed answers with what it has
+            # Without a free waiting slot the feed returns the events it has
             # now, as a long-poll whose time ran out would.
             with waiting_slot() as granted:
                 if granted:
@@ -129,7 +129,7 @@ def check_after(application: RecordsApplication, after: int) -> None:
 
 
 def check_min_position(application: RecordsApplication, position: int) -> None:
-    """Answer 503 at once for a `min_position` that the log does not contain yet.
+    """Raise a 503 problem at once for a `min_position` beyond the log head.
 
     The feed reads the log itself, so a position the log contains needs no
     wait, and a client cannot hold a position beyond the head.
