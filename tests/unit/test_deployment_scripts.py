@@ -45,18 +45,21 @@ def healthcheck() -> ModuleType:
 
 
 def run_init_secrets(
-    folder: Path, key_owner: str | None = None, prefix: tuple[str, ...] = ()
+    folder: Path,
+    key_owner: str | None = None,
+    prefix: tuple[str, ...] = (),
+    script: Path = INIT_SECRETS,
 ) -> subprocess.CompletedProcess[str]:
-    """Run docker/init-secrets.sh on `folder`, with `prefix` before the command.
+    """Run docker/init-secrets.sh (or its copy `script`) on `folder`.
 
-    `key_owner` (UID:GID) is the master key's owner. Unset, it is the default
-    of the script, the image's user.
+    `prefix` comes before the command. `key_owner` (UID:GID) is the master
+    key's owner. Unset, it is the default of the script, the image's user.
     """
     env = {"PATH": os.environ.get("PATH", "")}
     if key_owner is not None:
         env["PUPIL_RECORDS_KEY_OWNER"] = key_owner
     return subprocess.run(
-        [*prefix, "sh", str(INIT_SECRETS), str(folder)],
+        [*prefix, "sh", str(script), str(folder)],
         env=env,
         capture_output=True,
         text=True,
@@ -99,6 +102,9 @@ def unprivileged_folder() -> Iterator[tuple[Path, tuple[str, ...], str]]:
         if shutil.which("setpriv") is None:
             pytest.skip("running the generator without root needs setpriv")
         root = Path(tempfile.mkdtemp(prefix="pr-secrets-"))
+        # The checkout may sit in a folder only root can read, so the user
+        # runs a copy of the script kept in its own folder.
+        shutil.copy(INIT_SECRETS, root / INIT_SECRETS.name)
         os.chown(root, UNPRIVILEGED_ID, UNPRIVILEGED_ID)
         prefix = (
             "setpriv",
@@ -188,7 +194,10 @@ def test_without_root_the_script_prints_chown(
     unprivileged_folder: tuple[Path, tuple[str, ...], str],
 ) -> None:
     folder, prefix, user = unprivileged_folder
-    result = run_init_secrets(folder, prefix=prefix)
+    script = folder.parent / INIT_SECRETS.name
+    result = run_init_secrets(
+        folder, prefix=prefix, script=script if script.exists() else INIT_SECRETS
+    )
     key_file = folder / "master_key"
 
     assert result.returncode == 1
